@@ -1,0 +1,37 @@
+# Every third-party dependency is found here, and a missing one fails at configure time with the
+# Debian package that provides it (scripts/setup installs them all).
+include(GNUInstallDirs)
+
+macro(ember_require pkg debian)
+  find_package(${pkg} ${ARGN} QUIET)
+  if(NOT ${pkg}_FOUND)
+    message(FATAL_ERROR "ember needs ${pkg}: apt-get install -y ${debian} (or run scripts/setup)")
+  endif()
+endmacro()
+
+ember_require(spdlog libspdlog-dev CONFIG)
+ember_require(OpenMP "g++ (libgomp)")
+ember_require(Threads libc6-dev)
+if(EMBER_BUILD_CLI OR EMBER_BUILD_BENCH)
+  ember_require(CLI11 libcli11-dev CONFIG)
+  ember_require(nlohmann_json nlohmann-json3-dev CONFIG)
+endif()
+if(EMBER_BUILD_TESTS)
+  ember_require(GTest "libgtest-dev libgmock-dev" CONFIG)
+endif()
+if(EMBER_BUILD_BENCH)
+  ember_require(benchmark libbenchmark-dev CONFIG)
+endif()
+
+# Thrust and CUB headers (CCCL): the CUDA toolkit's copy when there is one, else Debian's
+# libthrust-dev. The CPU backend compiles them with g++ against Thrust's OpenMP system.
+if(NOT EMBER_CCCL_INCLUDE_DIR)
+  find_path(EMBER_THRUST_FOUND_DIR thrust/version.h
+    HINTS ${CUDAToolkit_INCLUDE_DIRS}/cccl /usr/local/cuda/include/cccl /usr/local/cuda/include /usr/include
+    NO_DEFAULT_PATH)
+  set(EMBER_CCCL_INCLUDE_DIR "${EMBER_THRUST_FOUND_DIR}" CACHE PATH "" FORCE)
+endif()
+if(NOT EMBER_CCCL_INCLUDE_DIR OR NOT EXISTS "${EMBER_CCCL_INCLUDE_DIR}/thrust/version.h")
+  message(FATAL_ERROR "ember needs Thrust headers: install the CUDA toolkit or apt-get install -y libthrust-dev libcub-dev")
+endif()
+message(STATUS "ember: Thrust headers in ${EMBER_CCCL_INCLUDE_DIR}")

@@ -1,0 +1,1 @@
+int ember_scheduler_placeholder = 0;
