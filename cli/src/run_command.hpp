@@ -1,0 +1,29 @@
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <ember/cuda/context.hpp>
+
+namespace ember::cli {
+
+struct run_options {
+  std::string job;
+  std::vector<std::filesystem::path> inputs;
+  size_type top = 0;
+  std::string output;
+  size_type rows = 0;
+  size_type scale_bytes = 0;
+  std::uint64_t seed = 42;
+  backend_choice backend = backend_choice::automatic;
+  int workers = 0;
+  std::size_t device_memory_limit = tracking_resource::unlimited;
+  bool quiet = false;
+};
+
+/// `ember run JOB`: runs a built-in job on the embedded local cluster, prints the result (and
+/// per-stage timings), writes it as CSV when asked. Returns the exit code.
+int run_job_command(const run_options& options);
+
+}  // namespace ember::cli

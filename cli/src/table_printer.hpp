@@ -1,0 +1,18 @@
+#pragma once
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+#include <ember/host/table.hpp>
+
+namespace ember::cli {
+
+/// Prints the first `max_rows` rows of a host table as an aligned text table, with a line that
+/// says how many rows were left out.
+void print_table(const table_view& table, std::ostream& out, size_type max_rows = 20);
+
+/// Prints rows of text cells as an aligned table under `header` (for summaries).
+void print_cells(const std::vector<std::string>& header,
+                 const std::vector<std::vector<std::string>>& rows, std::ostream& out);
+
+}  // namespace ember::cli

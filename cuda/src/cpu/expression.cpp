@@ -1,0 +1,2 @@
+#include "cpu/exec.hpp"
+#include "portable/expression.inl"

@@ -1,0 +1,2 @@
+#include "gpu/exec.cuh"
+#include "portable/expression.inl"

@@ -1,0 +1,34 @@
+#pragma once
+// Reading one partition of a plan's source: the row range of an in-memory table, the lines of a
+// byte range of text files, the rows of a generator. Every function here is a pure function of
+// its arguments (and the files' contents), so any worker can produce any partition.
+#include <ember/host/memory_resource.hpp>
+#include <ember/host/table.hpp>
+#include <ember/scheduler/plan.hpp>
+#include <utility>
+
+namespace ember {
+
+/// Rows [first, last) of partition `p` when `rows` rows are split into `partitions` contiguous
+/// ranges whose sizes differ by at most one. Throws ember::invalid_input when p is not in
+/// [0, partitions).
+[[nodiscard]] std::pair<size_type, size_type> partition_range(size_type rows, int p,
+                                                              int partitions);
+
+/// Partition `p` of an in-memory source: a view of the shared table (no copy).
+[[nodiscard]] table_view table_partition(const table_source& source, int p, int partitions);
+
+/// The lines that start in partition `p` of the files' bytes (all files one after another, split
+/// into `partitions` ranges of equal size): one string column "line", newlines dropped, CRLF
+/// accepted, in host memory from `mr`. Every line of the files lands in exactly one partition,
+/// in file order. Throws ember::invalid_input naming the file when it cannot be read or a line
+/// is longer than `max_line_bytes`.
+[[nodiscard]] table text_partition(const text_source& source, int p, int partitions,
+                                   memory_resource& mr = default_host_resource(),
+                                   size_type max_line_bytes = size_type{64} << 20);
+
+/// Partition `p` of a generated table, in host memory from `mr` (see generators.hpp).
+[[nodiscard]] table generated_partition(const generate_source& source, int p, int partitions,
+                                        memory_resource& mr = default_host_resource());
+
+}  // namespace ember

@@ -1,0 +1,172 @@
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <ember/host/error.hpp>
+#include <ember/scheduler/generators.hpp>
+#include <ember/scheduler/jobs.hpp>
+
+namespace ember {
+namespace {
+
+constexpr std::int64_t ns_per_day = 86'400'000'000'000LL;
+
+aggregation agg(aggregation_kind kind, std::string column, std::string output) {
+  return aggregation{kind, std::move(column), std::move(output)};
+}
+
+// Rows of a generated input: `rows` when given, else `scale_bytes` worth of the generator's
+// rows, else the default.
+size_type input_rows(const job_options& o, std::string_view generator) {
+  if (o.rows > 0) return o.rows;
+  if (o.scale_bytes > 0) {
+    auto rows = static_cast<double>(o.scale_bytes) / generator_row_bytes(generator);
+    return std::max<size_type>(1, static_cast<size_type>(std::llround(rows)));
+  }
+  return default_job_rows;
+}
+
+dataset first_rows(const dataset& d, size_type top) { return top > 0 ? d.limit(top) : d; }
+
+struct job_run {
+  dataset result;
+  // Replaces the input totals with a label's (enrich reports its events table as the input).
+  std::string input_label;
+  // Adds a stage_report for this label's rows and bytes.
+  std::string report_label;
+  std::string report_name;
+};
+
+job_run wordcount(client& c, const job_options& o) {
+  EMBER_EXPECTS(!o.inputs.empty(), invalid_input,
+                "wordcount needs at least one input text file (--input FILE)");
+  auto counts = c.read_text(o.inputs)
+                    .tokenize("line", "word")
+                    .group_by({"word"}, {agg(aggregation_kind::count_all, "", "count")});
+  std::vector<sort_key> order{{"count", true, false}, {"word", false, false}};
+  return {o.top > 0 ? counts.top_k(order, o.top) : counts.sort(order), {}, {}, {}};
+}
+
+job_run groupby(client& c, const job_options& o) {
+  auto rows = input_rows(o, "keyed");
+  auto result = c.generate("keyed", rows, o.seed)
+                    .group_by({"key"}, {agg(aggregation_kind::sum, "v", "sum"),
+                                        agg(aggregation_kind::count_all, "", "count"),
+                                        agg(aggregation_kind::mean, "x", "mean"),
+                                        agg(aggregation_kind::min, "x", "min"),
+                                        agg(aggregation_kind::max, "x", "max")})
+                    .sort({{"key", false, false}});
+  return {first_rows(result, o.top), {}, {}, {}};
+}
+
+job_run join(client& c, const job_options& o) {
+  auto rows = input_rows(o, "facts");
+  auto dim_rows = std::max<size_type>(1, rows / 10);
+  auto facts = c.generate("facts", rows, o.seed, dim_rows);
+  auto dims = c.generate("dims", dim_rows, o.seed + 1);
+  auto result = facts.join(dims, {"dim_key"}, join_kind::inner, join_strategy::shuffle)
+                    .project({{"segment", col("segment")},
+                              {"qty", col("qty")},
+                              {"amount", col("amount")},
+                              {"weighted", col("amount") * col("weight")}})
+                    .group_by({"segment"}, {agg(aggregation_kind::count_all, "", "rows"),
+                                            agg(aggregation_kind::sum, "qty", "qty"),
+                                            agg(aggregation_kind::sum, "amount", "amount"),
+                                            agg(aggregation_kind::sum, "weighted", "weighted")})
+                    .sort({{"segment", false, false}});
+  return {first_rows(result, o.top), {}, {}, {}};
+}
+
+job_run sort(client& c, const job_options& o) {
+  auto rows = input_rows(o, "sort");
+  auto input = c.generate("sort", rows, o.seed);
+  std::vector<sort_key> order{{"key", false, false}, {"payload", false, false}};
+  return {o.top > 0 ? input.top_k(order, o.top) : input.sort(order), {}, {}, {}};
+}
+
+job_run enrich(client& c, const job_options& o) {
+  auto rows = input_rows(o, "events");
+  auto item_rows = items_for(rows);
+  auto events = c.generate("events", rows, o.seed, item_rows).label("events");
+  auto items = c.generate("items", item_rows, o.seed + 1);
+  auto day = cast(cast(col("ts"), type_id::int64) / lit(std::int64_t{ns_per_day}) *
+                      lit(std::int64_t{ns_per_day}),
+                  type_id::timestamp_ns);
+  auto enriched =
+      events.join(items, {"item_id"}, join_kind::inner, join_strategy::broadcast)
+          .with_columns(
+              {{"revenue", col("amount") * col("price")},
+               {"day", day},
+               {"bucket", cast(hash({col("user_id")}) % lit(std::int64_t{64}), type_id::int32)},
+               {"is_mobile", col("device") == lit("mobile")},
+               {"is_big_order", col("amount") > lit(100.0)}})
+          .label("enriched");
+  auto summary =
+      enriched
+          .group_by({"category", "day"}, {agg(aggregation_kind::count_all, "", "orders"),
+                                          agg(aggregation_kind::sum, "revenue", "revenue")})
+          .sort({{"category", false, false}, {"day", false, false}});
+  return {first_rows(summary, o.top), "events", "enriched", "enrich: enriched table"};
+}
+
+struct job_entry {
+  std::string_view name;
+  job_run (*build)(client&, const job_options&);
+};
+
+constexpr job_entry jobs[] = {
+    {"enrich", enrich}, {"groupby", groupby},     {"join", join},
+    {"sort", sort},     {"wordcount", wordcount},
+};
+
+}  // namespace
+
+std::vector<std::string> job_names() {
+  std::vector<std::string> out;
+  for (const auto& j : jobs) out.emplace_back(j.name);
+  return out;
+}
+
+job_report run_job(client& c, std::string_view name, const job_options& options) {
+  auto started = std::chrono::steady_clock::now();
+  const job_entry* entry = nullptr;
+  for (const auto& j : jobs)
+    if (j.name == name) entry = &j;
+  if (entry == nullptr) {
+    std::string names;
+    for (const auto& j : jobs) names += (names.empty() ? "" : ", ") + std::string(j.name);
+    throw invalid_input("unknown job '" + std::string(name) + "' (the jobs are: " + names + ")");
+  }
+  EMBER_EXPECTS(options.rows >= 0, invalid_input,
+                "negative row count " + std::to_string(options.rows));
+  EMBER_EXPECTS(options.scale_bytes >= 0, invalid_input,
+                "negative scale " + std::to_string(options.scale_bytes) + " bytes");
+  EMBER_EXPECTS(options.top >= 0, invalid_input, "negative top " + std::to_string(options.top));
+
+  auto job = entry->build(c, options);
+  auto out = job.result.run();
+  const auto& m = out.metrics;
+
+  job_report report;
+  report.result = std::move(out.result);
+  report.input_rows = m.input_rows;
+  report.input_bytes = m.input_bytes;
+  for (const auto& l : m.labels) {
+    if (l.label == job.input_label) {
+      report.input_rows = l.rows;
+      report.input_bytes = l.bytes;
+    }
+  }
+  for (const auto& s : m.stages) {
+    report.stages.push_back({s.name, s.seconds, s.rows_out, s.bytes_out});
+    if (job.report_label.empty() || s.name.find("'" + job.report_label + "'") == std::string::npos)
+      continue;
+    for (const auto& l : m.labels)
+      if (l.label == job.report_label)
+        report.stages.push_back({job.report_name, s.seconds, l.rows, l.bytes});
+  }
+  report.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return report;
+}
+
+}  // namespace ember

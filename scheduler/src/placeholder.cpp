@@ -1,1 +1,0 @@
-int ember_scheduler_placeholder = 0;
