@@ -478,7 +478,8 @@ class entry_table {
  public:
   static constexpr std::size_t initial_slots = 16;
 
-  entry_table(memory_resource& mr, int entry_words) : _slots(mr), _entry_words(entry_words) {}
+  entry_table(memory_resource& mr, int entry_words)
+      : _entry_words(static_cast<std::size_t>(entry_words)), _slots(mr) {}
 
   void reset(std::size_t capacity) {
     _slots.release();
@@ -489,7 +490,7 @@ class entry_table {
   void release() {
     _slots.release();
     _data = nullptr;
-    _capacity = _groups = 0;
+    _capacity = _mask = _groups = 0;
   }
 
   [[nodiscard]] std::size_t capacity() const noexcept { return _capacity; }
@@ -498,15 +499,14 @@ class entry_table {
   [[nodiscard]] bool over_full() const noexcept { return _groups * 2 > _capacity; }
   [[nodiscard]] std::uint64_t* slot(std::size_t i) noexcept { return _data + i * _entry_words; }
   void prefetch(std::uint64_t h) const noexcept {
-    __builtin_prefetch(_data + (h & (_capacity - 1)) * _entry_words);
+    __builtin_prefetch(_data + (h & _mask) * _entry_words);
   }
 
   /// The entry of key `key` with hash `h`, or the empty slot where it belongs (then `fresh`,
   /// and the caller fills it in before the next find). The table must have been reset.
   template <class Keys>
   std::uint64_t* find(const Keys& keys, std::uint64_t h, const std::uint64_t* key, bool& fresh) {
-    std::size_t mask = _capacity - 1;
-    std::size_t i = h & mask;
+    std::size_t i = h & _mask;
     for (;;) {
       std::uint64_t* e = _data + i * _entry_words;
       if (e[0] == h && keys.equal(e + 1, key)) {
@@ -518,20 +518,19 @@ class entry_table {
         ++_groups;
         return e;
       }
-      i = (i + 1) & mask;
+      i = (i + 1) & _mask;
     }
   }
 
   /// Doubles the capacity, moving every entry.
   void grow(memory_resource& mr) {
-    entry_table bigger(mr, _entry_words);
+    entry_table bigger(mr, static_cast<int>(_entry_words));
     bigger.reset(_capacity * 2);
-    std::size_t mask = bigger._capacity - 1;
     for (std::size_t i = 0; i < _capacity; ++i) {
       const std::uint64_t* e = slot(i);
       if (e[0] == 0) continue;
-      std::size_t j = e[0] & mask;
-      while (bigger.slot(j)[0] != 0) j = (j + 1) & mask;
+      std::size_t j = e[0] & bigger._mask;
+      while (bigger.slot(j)[0] != 0) j = (j + 1) & bigger._mask;
       std::memcpy(bigger.slot(j), e, sizeof(std::uint64_t) * _entry_words);
     }
     bigger._groups = _groups;
@@ -541,16 +540,19 @@ class entry_table {
  private:
   void clear_with(std::size_t capacity) {
     _capacity = capacity;
+    _mask = capacity - 1;
     _groups = 0;
     _data = _slots.data();
     std::memset(_data, 0, capacity * _entry_words * sizeof(std::uint64_t));
   }
 
-  scratch_array<std::uint64_t> _slots;
+  // The fields a probe reads come first.
   std::uint64_t* _data = nullptr;
-  std::size_t _capacity = 0;
+  std::size_t _mask = 0;
+  std::size_t _entry_words;
   std::size_t _groups = 0;
-  int _entry_words;
+  std::size_t _capacity = 0;
+  scratch_array<std::uint64_t> _slots;
 };
 
 /// One thread's groups, in num_partitions tables chosen by the top bits of the hash (a table's
@@ -589,36 +591,47 @@ void aggregate_rows(const Keys& keys, const layout& lay, size_type begin, size_t
     }
     // Each probe's slot is prefetched a few rows ahead, so that cache misses overlap; tables
     // that fit in L2 are not worth it.
-    bool prefetch = tables.slots * lay.entry_words * sizeof(std::uint64_t) > prefetch_above_bytes;
-    for (int i = 0; prefetch && i < std::min(m, prefetch_distance); ++i)
-      parts[partitioned_table::of(hashes[i])].prefetch(hashes[i]);
-    int pending = 0;  // rows [pending, i) are found but not yet added
-    for (int i = 0; i < m; ++i) {
-      if (prefetch && i + prefetch_distance < m) {
-        auto ahead = hashes[i + prefetch_distance];
-        parts[partitioned_table::of(ahead)].prefetch(ahead);
+    auto probe = [&](auto prefetch_tag) {
+      constexpr bool prefetch = decltype(prefetch_tag)::value;
+      if constexpr (prefetch) {
+        for (int i = 0; i < std::min(m, prefetch_distance); ++i)
+          parts[partitioned_table::of(hashes[i])].prefetch(hashes[i]);
       }
-      auto& t = parts[partitioned_table::of(hashes[i])];
-      bool fresh;
-      std::uint64_t* e = t.find(keys, hashes[i], key + i * kw, fresh);
-      if (fresh) {
-        e[0] = hashes[i];
-        for (int j = 0; j < kw; ++j) e[1 + j] = key[i * kw + j];
-        std::memcpy(e + 1 + kw, lay.initial.data(), state_bytes);
-        if (t.over_full()) {
-          // Growing moves entries: add the rows found so far first.
-          update(entries.data() + pending, 1 + kw, lay.ops.data(), num_ops, row0 + pending,
-                 i - pending);
-          pending = i;
-          tables.slots -= t.capacity();
-          t.grow(mr);
-          tables.slots += t.capacity();
-          e = t.find(keys, hashes[i], key + i * kw, fresh);
+      int pending = 0;  // rows [pending, i) are found but not yet added
+      for (int i = 0; i < m; ++i) {
+        if constexpr (prefetch) {
+          if (i + prefetch_distance < m) {
+            auto ahead = hashes[i + prefetch_distance];
+            parts[partitioned_table::of(ahead)].prefetch(ahead);
+          }
         }
+        auto& t = parts[partitioned_table::of(hashes[i])];
+        bool fresh;
+        std::uint64_t* e = t.find(keys, hashes[i], key + i * kw, fresh);
+        if (fresh) {
+          e[0] = hashes[i];
+          for (int j = 0; j < kw; ++j) e[1 + j] = key[i * kw + j];
+          std::memcpy(e + 1 + kw, lay.initial.data(), state_bytes);
+          if (t.over_full()) {
+            // Growing moves entries: add the rows found so far first.
+            update(entries.data() + pending, 1 + kw, lay.ops.data(), num_ops, row0 + pending,
+                   i - pending);
+            pending = i;
+            tables.slots -= t.capacity();
+            t.grow(mr);
+            tables.slots += t.capacity();
+            e = t.find(keys, hashes[i], key + i * kw, fresh);
+          }
+        }
+        entries[i] = e;
       }
-      entries[i] = e;
-    }
-    update(entries.data() + pending, 1 + kw, lay.ops.data(), num_ops, row0 + pending, m - pending);
+      update(entries.data() + pending, 1 + kw, lay.ops.data(), num_ops, row0 + pending,
+             m - pending);
+    };
+    if (tables.slots * lay.entry_words * sizeof(std::uint64_t) > prefetch_above_bytes)
+      probe(std::true_type{});
+    else
+      probe(std::false_type{});
   }
 }
 

@@ -1,6 +1,8 @@
 #pragma once
 // Building blocks shared by the portable operator bodies. Included by a backend translation unit
 // after its exec header, inside which EMBER_BACKEND_NS names the backend (cpu or gpu).
+#include <cstdint>
+
 #include <thrust/count.h>
 #include <thrust/for_each.h>
 #include <thrust/iterator/counting_iterator.h>
@@ -71,19 +73,17 @@ inline buffer lengths_to_offsets(exec& ex, const size_type* lengths, size_type n
   return offsets;
 }
 
-/// Source row for output row i: map[i], where a negative entry means "null row".
-template <int Width>
+/// Source row for output row i: map[i], where a negative entry means "null row". Values move as
+/// whole words of their width (T), which is several times faster than byte copies the compiler
+/// cannot merge (the pointers may alias).
+template <class T>
 struct gather_fixed_fn {
-  const unsigned char* src;
+  const T* src;
   const size_type* map;
-  unsigned char* dst;
+  T* dst;
   EMBER_HD void operator()(size_type i) const {
     size_type j = map[i];
-    if (j < 0) {
-      for (int b = 0; b < Width; ++b) dst[i * Width + b] = 0;
-      return;
-    }
-    for (int b = 0; b < Width; ++b) dst[i * Width + b] = src[j * Width + b];
+    dst[i] = j < 0 ? T{} : src[j];
   }
 };
 
@@ -141,12 +141,15 @@ inline column gather_column(exec& ex, const column_view& src, const size_type* m
   }
   auto width = size_of(src.type());
   buffer data = ex.alloc<unsigned char>(n * width);
-  auto* s = static_cast<const unsigned char*>(src.data());
-  auto* d = data.data_as<unsigned char>();
+  auto launch = [&](auto word) {
+    using T = decltype(word);
+    thrust::for_each(ex.policy(), rows, rows + n,
+                     gather_fixed_fn<T>{static_cast<const T*>(src.data()), map, data.data_as<T>()});
+  };
   switch (width) {
-    case 1: thrust::for_each(ex.policy(), rows, rows + n, gather_fixed_fn<1>{s, map, d}); break;
-    case 4: thrust::for_each(ex.policy(), rows, rows + n, gather_fixed_fn<4>{s, map, d}); break;
-    default: thrust::for_each(ex.policy(), rows, rows + n, gather_fixed_fn<8>{s, map, d}); break;
+    case 1: launch(std::uint8_t{}); break;
+    case 4: launch(std::uint32_t{}); break;
+    default: launch(std::uint64_t{}); break;
   }
   return column(src.type(), n, std::move(data), std::move(mask));
 }

@@ -1,0 +1,174 @@
+// The `ember` executable as users and scripts see it: real processes, real files, exit codes.
+#include <sys/wait.h>
+
+#include <cctype>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct run_result {
+  int status;
+  std::string output;  // stdout and stderr together
+};
+
+run_result run_ember(const std::string& args) {
+  std::string cmd = std::string(EMBER_BINARY_DIR) + "/cli/ember " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return {-1, "popen failed"};
+  std::string out;
+  char buf[4096];
+  while (std::size_t n = fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
+  int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+class cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    _dir = fs::temp_directory_path() /
+           ("ember_cli_test_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(_dir);
+  }
+  void TearDown() override { fs::remove_all(_dir); }
+  fs::path _dir;
+};
+
+std::vector<std::vector<std::string>> read_csv(const fs::path& path) {
+  std::ifstream in(path);
+  std::vector<std::vector<std::string>> rows;
+  for (std::string line; std::getline(in, line);) {
+    std::vector<std::string> cells;
+    std::stringstream ss(line);
+    for (std::string cell; std::getline(ss, cell, ',');) cells.push_back(cell);
+    rows.push_back(cells);
+  }
+  return rows;
+}
+
+// The word rules of tokenize.hpp, written the obvious way.
+std::map<std::string, long> reference_word_count(const std::vector<fs::path>& files) {
+  std::map<std::string, long> counts;
+  auto is_word_byte = [](unsigned char c) { return std::isalnum(c) || c >= 0x80; };
+  auto is_letter = [](unsigned char c) { return std::isalpha(c) || c >= 0x80; };
+  for (const auto& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string word;
+    for (std::size_t i = 0; i <= text.size(); ++i) {
+      unsigned char c = i < text.size() ? static_cast<unsigned char>(text[i]) : ' ';
+      bool apostrophe_inside = c == '\'' && !word.empty() &&
+                               is_letter(static_cast<unsigned char>(word.back())) &&
+                               i + 1 < text.size() &&
+                               is_letter(static_cast<unsigned char>(text[i + 1]));
+      if (is_word_byte(c) || apostrophe_inside) {
+        word += static_cast<char>(c < 0x80 ? std::tolower(c) : c);
+      } else if (!word.empty()) {
+        ++counts[word];
+        word.clear();
+      }
+    }
+  }
+  return counts;
+}
+
+TEST_F(cli, wordcount_on_the_shipped_text_matches_a_reference_count) {
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(fs::path(EMBER_SOURCE_DIR) / "data"))
+    if (e.path().extension() == ".txt") files.push_back(e.path());
+  ASSERT_FALSE(files.empty());
+  std::string args = "run wordcount --quiet --output " + (_dir / "wc.csv").string() + " --input";
+  for (const auto& f : files) args += " " + f.string();
+  auto r = run_ember(args);
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto rows = read_csv(_dir / "wc.csv");
+  ASSERT_FALSE(rows.empty());
+  EXPECT_EQ(rows[0], (std::vector<std::string>{"word", "count"}));
+  auto expected = reference_word_count(files);
+  std::map<std::string, long> got;
+  for (std::size_t i = 1; i < rows.size(); ++i) got[rows[i].at(0)] = std::stol(rows[i].at(1));
+  EXPECT_EQ(got, expected);
+  // Sorted by count descending, then word.
+  for (std::size_t i = 2; i < rows.size(); ++i) {
+    long a = std::stol(rows[i - 1][1]), b = std::stol(rows[i][1]);
+    EXPECT_TRUE(a > b || (a == b && rows[i - 1][0] < rows[i][0])) << "row " << i;
+  }
+}
+
+TEST_F(cli, wordcount_top_limits_the_rows_and_prints_them) {
+  auto r = run_ember("run wordcount --quiet --top 3 --input " + std::string(EMBER_SOURCE_DIR) +
+                     "/data/harbour.txt");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("the"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("(3 rows)"), std::string::npos) << r.output;
+}
+
+TEST_F(cli, generated_jobs_write_csv_with_a_header) {
+  struct job {
+    std::string name, args, header;
+  };
+  for (const auto& j : {job{"groupby", "--rows 20000", "key,sum,count,mean,min,max"},
+                        job{"sort", "--rows 5000", ""}, job{"join", "--rows 20000", ""},
+                        job{"enrich", "--rows 20000", "category,day,orders,revenue"}}) {
+    auto out = _dir / (j.name + ".csv");
+    auto r = run_ember("run " + j.name + " " + j.args + " --quiet --output " + out.string());
+    ASSERT_EQ(r.status, 0) << j.name << ": " << r.output;
+    auto rows = read_csv(out);
+    ASSERT_GT(rows.size(), 1u) << j.name;
+    if (!j.header.empty()) {
+      std::string header;
+      for (const auto& c : rows[0]) header += (header.empty() ? "" : ",") + c;
+      EXPECT_EQ(header, j.header) << j.name;
+    }
+  }
+}
+
+TEST_F(cli, bad_input_gets_a_clear_message_and_exit_status_2) {
+  struct bad {
+    std::string args, message;
+  };
+  for (const auto& b : {
+           bad{"run wordcount --input /nonexistent/ember-input.txt", "/nonexistent/ember-input.txt"},
+           bad{"run groupby --rows -5", "negative"},
+           bad{"run enrich --scale -1GB", "negative"},
+           bad{"run enrich --scale 12XB", "unknown unit"},
+           bad{"run nosuchjob", "nosuchjob"},
+           bad{"run groupby --backend tpu", "unknown backend 'tpu'"},
+           bad{"bench ops --rows 1000 --only nosuch", "unknown workload 'nosuch'"},
+       }) {
+    auto r = run_ember(b.args);
+    EXPECT_EQ(r.status, 2) << b.args << ": " << r.output;
+    EXPECT_NE(r.output.find("ember: error:"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find(b.message), std::string::npos) << b.args << ": " << r.output;
+  }
+}
+
+TEST_F(cli, bench_ops_writes_a_json_report_with_every_workload) {
+  auto json_path = _dir / "ops.json";
+  auto r = run_ember("bench ops --rows 200000 --rounds 1 --backend cpu --json " +
+                     json_path.string());
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("vs memcpy"), std::string::npos) << r.output;
+  std::ifstream in(json_path);
+  auto report = nlohmann::json::parse(in);
+  EXPECT_EQ(report["workload"], "ops");
+  EXPECT_TRUE(report["machine"].contains("git_revision"));
+  ASSERT_EQ(report["results"].size(), 4u);
+  for (const auto& w : report["results"]) {
+    EXPECT_GT(w["ember_seconds"]["median"].get<double>(), 0) << w["name"];
+    EXPECT_GT(w["result_rows"].get<long>(), 0) << w["name"];
+  }
+}
+
+}  // namespace
