@@ -97,7 +97,10 @@ inline column random_strings(std::size_t n, int distinct, double null_fraction, 
   for (std::size_t i = 0; i < n; ++i) {
     int k = dist(rng);
     if (null_fraction > 0 && is_null(rng)) continue;
-    v[i] = "k" + std::to_string(k) + std::string(static_cast<std::size_t>(k % 5), 'x');
+    std::string word = "k";
+    word += std::to_string(k);
+    word.append(static_cast<std::size_t>(k % 5), 'x');
+    v[i] = std::move(word);
   }
   return make_string_column(v);
 }

@@ -104,3 +104,28 @@ TEST(io, reads_lines_with_crlf) {
 
 }  // namespace
 }  // namespace ember::test
+
+namespace ember::test {
+namespace {
+
+TEST(host_pool_resource, reuses_freed_large_blocks_and_respects_its_cap) {
+  host_pool_resource pool(default_host_resource(), 8u << 20);
+  void* a = pool.allocate(3u << 20);
+  pool.deallocate(a, 3u << 20);
+  EXPECT_EQ(pool.cached_bytes(), 3u << 20);
+  void* b = pool.allocate(3u << 20);
+  EXPECT_EQ(a, b);  // the warm block came back
+  EXPECT_EQ(pool.cached_bytes(), 0u);
+  void* c = pool.allocate(6u << 20);
+  pool.deallocate(b, 3u << 20);
+  pool.deallocate(c, 6u << 20);  // over the cap: goes back upstream
+  EXPECT_EQ(pool.cached_bytes(), 3u << 20);
+  void* small = pool.allocate(100);  // small requests bypass the pool
+  pool.deallocate(small, 100);
+  EXPECT_EQ(pool.cached_bytes(), 3u << 20);
+  pool.release_cached();
+  EXPECT_EQ(pool.cached_bytes(), 0u);
+}
+
+}  // namespace
+}  // namespace ember::test

@@ -11,7 +11,7 @@ namespace {
 class cpu_context final : public context {
  public:
   explicit cpu_context(const context_options& options)
-      : context(backend_kind::cpu, options, default_host_resource()) {}
+      : context(backend_kind::cpu, options, default_host_pool()) {}
 
   [[nodiscard]] stream_view stream() const noexcept override { return {}; }
   void copy(void* dst, const void* src, std::size_t bytes) override {

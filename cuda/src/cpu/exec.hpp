@@ -56,7 +56,7 @@ class exec {
 
  private:
   context& _ctx;
-  detail::scratch_allocator _alloc;
+  ::ember::detail::scratch_allocator _alloc;
 };
 
 }  // namespace ember::cpu
