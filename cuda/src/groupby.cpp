@@ -11,9 +11,7 @@ EMBER_DECLARE_BACKENDS(table group_by(const table_view&, const std::vector<std::
 
 namespace ember {
 
-namespace {
-
-std::string_view kind_name(aggregation_kind k) {
+std::string_view to_string(aggregation_kind k) noexcept {
   switch (k) {
     case aggregation_kind::sum:
       return "sum";
@@ -32,6 +30,9 @@ std::string_view kind_name(aggregation_kind k) {
   }
   return "unknown aggregation";
 }
+
+
+namespace {
 
 /// Throws ember::invalid_input naming `op`, the column's role and the table's columns when
 /// `name` is not a column of `input`.
@@ -62,9 +63,9 @@ table group_by(const table_view& input, const std::vector<std::string>& keys,
   std::unordered_set<std::string> names(keys.begin(), keys.end());
   for (const auto& a : aggregations) {
     auto what =
-        std::string(op) + ": " + std::string(kind_name(a.kind)) + " '" + a.output_name + "'";
+        std::string(op) + ": " + std::string(to_string(a.kind)) + " '" + a.output_name + "'";
     EMBER_EXPECTS(!a.output_name.empty(), invalid_input,
-                  std::string(op) + ": an aggregation (" + std::string(kind_name(a.kind)) +
+                  std::string(op) + ": an aggregation (" + std::string(to_string(a.kind)) +
                       " of '" + a.column + "') has an empty output name");
     // A count_all counts rows, so any column it names is ignored.
     if (a.kind != aggregation_kind::count_all) {

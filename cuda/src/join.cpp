@@ -12,9 +12,8 @@ EMBER_DECLARE_BACKENDS(table hash_join(const table_view& left, const table_view&
                                        join_kind kind, context& ctx))
 
 namespace ember {
-namespace {
 
-std::string_view name_of(join_kind kind) {
+std::string_view to_string(join_kind kind) noexcept {
   switch (kind) {
     case join_kind::inner:
       return "inner";
@@ -27,6 +26,8 @@ std::string_view name_of(join_kind kind) {
   }
   return "unknown";
 }
+
+namespace {
 
 std::string column_list(const table_view& t) {
   std::string names;
@@ -76,7 +77,7 @@ table_view right_output(const table_view& left, const table_view& right,
 table hash_join(const table_view& left, const table_view& right,
                 const std::vector<std::string>& left_keys,
                 const std::vector<std::string>& right_keys, join_kind kind, context& ctx) {
-  const std::string what = "hash_join (" + std::string(name_of(kind)) + "): ";
+  const std::string what = "hash_join (" + std::string(to_string(kind)) + "): ";
   EMBER_EXPECTS(left_keys.size() == right_keys.size(), invalid_input,
                 what + std::to_string(left_keys.size()) + " left key column(s) but " +
                     std::to_string(right_keys.size()) + " right key column(s)");

@@ -95,6 +95,16 @@ column make_string_column(const std::vector<std::string>& values, memory_resourc
   return make_string_column(v, mr);
 }
 
+column make_string_column(std::span<const size_type> offsets, std::string_view chars,
+                          memory_resource& mr) {
+  EMBER_EXPECTS(!offsets.empty(), invalid_input, "make_string_column: offsets need rows + 1 entries");
+  buffer off(offsets.size() * sizeof(size_type), mr);
+  std::memcpy(off.data(), offsets.data(), off.size());
+  buffer ch(chars.size(), mr);
+  if (!chars.empty()) std::memcpy(ch.data(), chars.data(), chars.size());
+  return column(static_cast<size_type>(offsets.size() - 1), std::move(off), std::move(ch));
+}
+
 column make_empty_column(type_id type, memory_resource& mr) {
   if (type == type_id::string) {
     buffer offsets(sizeof(size_type), mr);

@@ -41,13 +41,8 @@ table read_text_lines(const std::vector<std::filesystem::path>& paths, size_type
                           std::to_string(line_no) + ": " + std::strerror(errno));
     }
   }
-  auto rows = static_cast<size_type>(offsets.size() - 1);
-  buffer off(offsets.size() * sizeof(size_type), mr);
-  std::memcpy(off.data(), offsets.data(), off.size());
-  buffer ch(chars.size(), mr);
-  if (!chars.empty()) std::memcpy(ch.data(), chars.data(), chars.size());
   std::vector<column> cols;
-  cols.emplace_back(rows, std::move(off), std::move(ch));
+  cols.push_back(make_string_column(offsets, chars, mr));
   return table(std::move(cols), {"line"});
 }
 

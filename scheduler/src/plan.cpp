@@ -96,40 +96,6 @@ std::string_view op_name(const node_op& op) noexcept {
   return names[op.index()];
 }
 
-std::string_view to_string(aggregation_kind k) noexcept {
-  switch (k) {
-    case aggregation_kind::sum:
-      return "sum";
-    case aggregation_kind::count:
-      return "count";
-    case aggregation_kind::count_all:
-      return "count_all";
-    case aggregation_kind::min:
-      return "min";
-    case aggregation_kind::max:
-      return "max";
-    case aggregation_kind::mean:
-      return "mean";
-    case aggregation_kind::count_distinct:
-      return "count_distinct";
-  }
-  return "?";
-}
-
-std::string_view to_string(join_kind k) noexcept {
-  switch (k) {
-    case join_kind::inner:
-      return "inner";
-    case join_kind::left:
-      return "left";
-    case join_kind::semi:
-      return "semi";
-    case join_kind::anti:
-      return "anti";
-  }
-  return "?";
-}
-
 std::string_view to_string(join_strategy s) noexcept {
   switch (s) {
     case join_strategy::automatic:

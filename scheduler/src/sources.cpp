@@ -1,5 +1,6 @@
 #include <cerrno>
 #include <cstring>
+#include <ember/host/column_factories.hpp>
 #include <ember/host/error.hpp>
 #include <ember/scheduler/generators.hpp>
 #include <ember/scheduler/sources.hpp>
@@ -89,13 +90,8 @@ table text_partition(const text_source& source, int p, int partitions, memory_re
       read_lines(source.paths[f], b - file_start, e - file_start, max_line_bytes, chars, offsets);
     file_start = file_end;
   }
-  auto rows = static_cast<size_type>(offsets.size() - 1);
-  buffer off(offsets.size() * sizeof(size_type), mr);
-  std::memcpy(off.data(), offsets.data(), off.size());
-  buffer ch(chars.size(), mr);
-  if (!chars.empty()) std::memcpy(ch.data(), chars.data(), chars.size());
   std::vector<column> cols;
-  cols.emplace_back(rows, std::move(off), std::move(ch));
+  cols.push_back(make_string_column(offsets, chars, mr));
   return table(std::move(cols), {"line"});
 }
 

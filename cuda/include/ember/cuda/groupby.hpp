@@ -1,6 +1,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <ember/cuda/context.hpp>
@@ -17,6 +18,9 @@ enum class aggregation_kind : std::uint8_t {
   mean,            ///< float64; null when no value
   count_distinct,  ///< int64: distinct non-null values of the column
 };
+
+/// The kind's name as plans and messages spell it: "sum", "count_distinct", ...
+[[nodiscard]] std::string_view to_string(aggregation_kind k) noexcept;
 
 /// One aggregate output column: `kind` over `column`, named `output_name`.
 struct aggregation {

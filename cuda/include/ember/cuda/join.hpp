@@ -1,6 +1,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <ember/cuda/context.hpp>
@@ -14,6 +15,9 @@ enum class join_kind : std::uint8_t {
   semi,   ///< each left row that has a match, once (left columns only)
   anti,   ///< each left row that has no match (left columns only)
 };
+
+/// The kind's name: "inner", "left", "semi" or "anti".
+[[nodiscard]] std::string_view to_string(join_kind k) noexcept;
 
 /// Equi-join of `left` and `right` on `left_keys[i] == right_keys[i]`. Null keys never match
 /// (SQL). Inner and left joins output every left column, then every right column that is not a

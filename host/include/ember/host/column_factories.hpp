@@ -4,6 +4,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <ember/host/column.hpp>
@@ -36,6 +37,9 @@ template <class T>
 [[nodiscard]] column make_string_column(const std::vector<std::optional<std::string>>& values,
                                         memory_resource& mr = default_host_resource());
 [[nodiscard]] column make_string_column(const std::vector<std::string>& values,
+                                        memory_resource& mr = default_host_resource());
+/// A host string column (no nulls) from `offsets` (rows + 1 positions into `chars`).
+[[nodiscard]] column make_string_column(std::span<const size_type> offsets, std::string_view chars,
                                         memory_resource& mr = default_host_resource());
 /// A column of `type` with no rows.
 [[nodiscard]] column make_empty_column(type_id type, memory_resource& mr = default_host_resource());

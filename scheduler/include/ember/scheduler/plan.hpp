@@ -192,8 +192,6 @@ struct plan {
 /// "tokenize", "aggregate", "distinct", "sort", "top_k", "join", "concat", "limit".
 [[nodiscard]] std::string_view op_name(const node_op& op) noexcept;
 /// Readable names of enum values, as plans print them.
-[[nodiscard]] std::string_view to_string(aggregation_kind k) noexcept;
-[[nodiscard]] std::string_view to_string(join_kind k) noexcept;
 [[nodiscard]] std::string_view to_string(join_strategy s) noexcept;
 [[nodiscard]] std::string_view to_string(exchange_mode m) noexcept;
 
