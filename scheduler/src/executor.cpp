@@ -439,6 +439,7 @@ struct executor::impl {
     try {
       w.ctx = context::create(w.options);
       w.description = w.options.name + ": " + w.ctx->description();
+      logger().info("{} started", w.description);
       ready.set_value();
     } catch (...) {
       ready.set_exception(std::current_exception());
@@ -696,7 +697,11 @@ executor::executor(const executor_options& options) : _impl(std::make_unique<imp
 executor::~executor() { shutdown(); }
 
 job_result executor::run(const physical_plan& job, const run_options& options) {
-  return _impl->run(job, options);
+  logger().debug("job of {} stages starts", job.stages.size());
+  auto result = _impl->run(job, options);
+  logger().info("job of {} stages done in {:.3f} s: {} rows", job.stages.size(),
+                result.metrics.seconds, result.result.num_rows());
+  return result;
 }
 
 void executor::shutdown() noexcept {
