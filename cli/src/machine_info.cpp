@@ -5,6 +5,7 @@
 #include <thread>
 
 #include <ember/config.hpp>
+#include <ember/git_revision.hpp>
 
 namespace ember::cli {
 
