@@ -32,7 +32,8 @@ table int_table(size_type rows, std::int64_t distinct, std::uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::vector<std::int64_t> k(rows), v(rows);
   for (size_type i = 0; i < rows; ++i) {
-    k[i] = distinct > 0 ? static_cast<std::int64_t>(rng() % distinct) : static_cast<std::int64_t>(rng());
+    k[i] = distinct > 0 ? static_cast<std::int64_t>(rng() % distinct)
+                        : static_cast<std::int64_t>(rng());
     v[i] = static_cast<std::int64_t>(rng() % 1000);
   }
   std::vector<column> cols;
@@ -81,9 +82,8 @@ void filter_gt(benchmark::State& state, backend_kind kind) {
   });
 }
 void partition_16(benchmark::State& state, backend_kind kind) {
-  run(state, kind, state.range(0), 0, [](const table_view& t, context& ctx) {
-    return hash_partition(t, {"k"}, 16, ctx).rows;
-  });
+  run(state, kind, state.range(0), 0,
+      [](const table_view& t, context& ctx) { return hash_partition(t, {"k"}, 16, ctx).rows; });
 }
 void join_inner(benchmark::State& state, backend_kind kind) {
   auto ctx = make(kind, state);
@@ -106,16 +106,48 @@ void join_inner(benchmark::State& state, backend_kind kind) {
 
 constexpr std::int64_t M = 1'000'000;
 BENCHMARK(memcpy_ceiling)->Arg(4 * M)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(group_by_sum, cpu, backend_kind::cpu)->Args({4 * M, M / 5})->Args({4 * M, 100})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(group_by_sum, cuda, backend_kind::cuda)->Args({4 * M, M / 5})->Args({4 * M, 100})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(sort_int64, cpu, backend_kind::cpu)->Arg(4 * M)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(sort_int64, cuda, backend_kind::cuda)->Arg(4 * M)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(filter_gt, cpu, backend_kind::cpu)->Arg(4 * M)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(filter_gt, cuda, backend_kind::cuda)->Arg(4 * M)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(partition_16, cpu, backend_kind::cpu)->Arg(4 * M)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(partition_16, cuda, backend_kind::cuda)->Arg(4 * M)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(join_inner, cpu, backend_kind::cpu)->Arg(4 * M)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(join_inner, cuda, backend_kind::cuda)->Arg(4 * M)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(group_by_sum, cpu, backend_kind::cpu)
+    ->Args({4 * M, M / 5})
+    ->Args({4 * M, 100})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(group_by_sum, cuda, backend_kind::cuda)
+    ->Args({4 * M, M / 5})
+    ->Args({4 * M, 100})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(sort_int64, cpu, backend_kind::cpu)
+    ->Arg(4 * M)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(sort_int64, cuda, backend_kind::cuda)
+    ->Arg(4 * M)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(filter_gt, cpu, backend_kind::cpu)
+    ->Arg(4 * M)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(filter_gt, cuda, backend_kind::cuda)
+    ->Arg(4 * M)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(partition_16, cpu, backend_kind::cpu)
+    ->Arg(4 * M)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(partition_16, cuda, backend_kind::cuda)
+    ->Arg(4 * M)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(join_inner, cpu, backend_kind::cpu)
+    ->Arg(4 * M)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(join_inner, cuda, backend_kind::cuda)
+    ->Arg(4 * M)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 

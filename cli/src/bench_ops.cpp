@@ -45,8 +45,9 @@ struct splitmix64 {
 std::vector<std::int64_t> uniform(size_type n, std::int64_t bound, std::uint64_t seed) {
   std::vector<std::int64_t> v(static_cast<std::size_t>(n));
   splitmix64 g{seed};
-  for (auto& x : v) x = bound > 0 ? static_cast<std::int64_t>(g.next() % bound)
-                                  : static_cast<std::int64_t>(g.next());
+  for (auto& x : v)
+    x = bound > 0 ? static_cast<std::int64_t>(g.next() % bound)
+                  : static_cast<std::int64_t>(g.next());
   return v;
 }
 
@@ -98,7 +99,8 @@ std::vector<workload> make_workloads(size_type rows) {
     g.name = std::move(name);
     g.description = "SELECT k, sum(v) GROUP BY k; " + std::to_string(rows) + " rows, " +
                     std::to_string(distinct) + " distinct int64 keys";
-    g.inputs.push_back({"t", {{"k", uniform(rows, distinct, seed)}, {"v", uniform(rows, 1000, seed + 1)}}});
+    g.inputs.push_back(
+        {"t", {{"k", uniform(rows, distinct, seed)}, {"v", uniform(rows, 1000, seed + 1)}}});
     g.run = [](context& ctx, const std::vector<table_view>& in) {
       return group_by(in[0], {"k"}, {{aggregation_kind::sum, "v", "s"}}, ctx);
     };
@@ -106,16 +108,15 @@ std::vector<workload> make_workloads(size_type rows) {
     g.rows = rows;
     return g;
   };
-  w.push_back(groupby("groupby_sum_1m", std::min<size_type>(1'000'000, std::max<size_type>(1, rows / 20)), 1));
+  w.push_back(groupby("groupby_sum_1m",
+                      std::min<size_type>(1'000'000, std::max<size_type>(1, rows / 20)), 1));
   w.push_back(groupby("groupby_sum_100", 100, 3));
 
   workload s;
   s.name = "sort_int64";
   s.description = "ORDER BY k; " + std::to_string(rows) + " random int64";
   s.inputs.push_back({"t", {{"k", uniform(rows, 0, 5)}}});
-  s.run = [](context& ctx, const std::vector<table_view>& in) {
-    return sort(in[0], {{"k"}}, ctx);
-  };
+  s.run = [](context& ctx, const std::vector<table_view>& in) { return sort(in[0], {{"k"}}, ctx); };
   s.check = [](const table_view& r) {
     auto* k = r.column("k").data<std::int64_t>();
     size_type n = r.num_rows();
@@ -134,8 +135,10 @@ std::vector<workload> make_workloads(size_type rows) {
   std::vector<std::int64_t> right_keys(static_cast<std::size_t>(right_rows));
   std::iota(right_keys.begin(), right_keys.end(), 0);
   splitmix64 g{7};
-  for (std::size_t i = right_keys.size(); i > 1; --i) std::swap(right_keys[i - 1], right_keys[g.next() % i]);
-  j.inputs.push_back({"l", {{"k", uniform(left_rows, right_rows, 8)}, {"v", uniform(left_rows, 1000, 9)}}});
+  for (std::size_t i = right_keys.size(); i > 1; --i)
+    std::swap(right_keys[i - 1], right_keys[g.next() % i]);
+  j.inputs.push_back(
+      {"l", {{"k", uniform(left_rows, right_rows, 8)}, {"v", uniform(left_rows, 1000, 9)}}});
   j.inputs.push_back({"r", {{"k", std::move(right_keys)}, {"p", uniform(right_rows, 1000, 10)}}});
   j.run = [](context& ctx, const std::vector<table_view>& in) {
     return hash_join(in[0], in[1], {"k"}, {"k"}, join_kind::inner, ctx);
@@ -234,14 +237,14 @@ int run_bench_ops(const bench_ops_options& options) {
   std::unique_ptr<peer_process> peer;
   nlohmann::json peer_info;
   if (options.compare == "duckdb") {
-    data_dir = std::filesystem::temp_directory_path() /
-               ("ember-bench-" + std::to_string(::getpid()));
+    data_dir =
+        std::filesystem::temp_directory_path() / ("ember-bench-" + std::to_string(::getpid()));
     std::filesystem::create_directories(data_dir);
     for (const auto& w : workloads) write_inputs(data_dir, w);
     auto script = std::filesystem::path(EMBER_SOURCE_DIR) / "bench" / "peers" / "duckdb_ops.py";
-    peer = std::make_unique<peer_process>(std::vector<std::string>{
-        options.python, script.string(), "--data", data_dir.string(), "--threads",
-        std::to_string(options.threads)});
+    peer = std::make_unique<peer_process>(
+        std::vector<std::string>{options.python, script.string(), "--data", data_dir.string(),
+                                 "--threads", std::to_string(options.threads)});
     peer_info = nlohmann::json::parse(peer->read_line(std::chrono::seconds(600)));
     if (peer_info.contains("error"))
       throw error("duckdb peer failed to start: " + peer_info["error"].get<std::string>());
@@ -249,8 +252,10 @@ int run_bench_ops(const bench_ops_options& options) {
 
   nlohmann::json report;
   report["workload"] = "ops";
-  report["parameters"] = {{"rows", options.rows}, {"threads", options.threads},
-                          {"rounds", options.rounds}, {"compare", options.compare}};
+  report["parameters"] = {{"rows", options.rows},
+                          {"threads", options.threads},
+                          {"rounds", options.rounds},
+                          {"compare", options.compare}};
   report["machine"] = machine_info(*ctx);
   if (peer) report["peer"] = peer_info;
   report["results"] = nlohmann::json::array();
@@ -298,8 +303,8 @@ int run_bench_ops(const bench_ops_options& options) {
         auto theirs = answer["checksum"].get<checksum>();
         verdict = theirs == ours ? "same answer" : "DIFFERENT ANSWER";
         if (theirs != ours)
-          logger().error("{}: ember checksum {} but duckdb {}", w.name,
-                         nlohmann::json(ours).dump(), nlohmann::json(theirs).dump());
+          logger().error("{}: ember checksum {} but duckdb {}", w.name, nlohmann::json(ours).dump(),
+                         nlohmann::json(theirs).dump());
         bar.update(w.name, ++step, steps);
       }
     }
@@ -310,7 +315,8 @@ int run_bench_ops(const bench_ops_options& options) {
         {"description", w.description},
         {"input_rows", w.rows},
         {"input_bytes", input_bytes},
-        {"ember_seconds", {{"median", e.median}, {"min", e.min}, {"max", e.max}, {"all", ember_times}}},
+        {"ember_seconds",
+         {{"median", e.median}, {"min", e.min}, {"max", e.max}, {"all", ember_times}}},
         {"rows_per_second", w.rows / e.median},
         {"bytes_per_second", input_bytes / e.median},
         {"copy_ceiling_seconds", ceiling},
@@ -323,7 +329,8 @@ int run_bench_ops(const bench_ops_options& options) {
                                  fmt(100.0 * ceiling / e.median, "%.1f%%")};
     if (peer) {
       auto p = summarize(peer_times);
-      result["peer_seconds"] = {{"median", p.median}, {"min", p.min}, {"max", p.max}, {"all", peer_times}};
+      result["peer_seconds"] = {
+          {"median", p.median}, {"min", p.min}, {"max", p.max}, {"all", peer_times}};
       result["ratio_peer_over_ember"] = p.median / e.median;
       result["answers_match"] = verdict == "same answer";
       row.push_back(fmt(p.median));

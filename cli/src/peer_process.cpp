@@ -89,7 +89,8 @@ std::string peer_process::read_line(std::chrono::seconds limit) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0)
-      throw ember::timeout(_name + " sent no answer within " + std::to_string(limit.count()) + " s");
+      throw ember::timeout(_name + " sent no answer within " + std::to_string(limit.count()) +
+                           " s");
     pollfd p{_from_child, POLLIN, 0};
     int r = poll(&p, 1, static_cast<int>(left.count()));
     if (r < 0 && errno == EINTR) continue;

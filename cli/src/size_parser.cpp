@@ -39,15 +39,24 @@ size_type checked(double v, std::string_view text, std::string_view what) {
 size_type parse_size(std::string_view text, std::string_view what) {
   auto [value, unit] = split_number(text, what);
   double scale = 1;
-  if (unit.empty() || unit == "B") scale = 1;
-  else if (unit == "KB" || unit == "K") scale = 1e3;
-  else if (unit == "MB" || unit == "M") scale = 1e6;
-  else if (unit == "GB" || unit == "G") scale = 1e9;
-  else if (unit == "TB" || unit == "T") scale = 1e12;
-  else if (unit == "KIB") scale = 1024.0;
-  else if (unit == "MIB") scale = 1024.0 * 1024;
-  else if (unit == "GIB") scale = 1024.0 * 1024 * 1024;
-  else if (unit == "TIB") scale = 1024.0 * 1024 * 1024 * 1024;
+  if (unit.empty() || unit == "B")
+    scale = 1;
+  else if (unit == "KB" || unit == "K")
+    scale = 1e3;
+  else if (unit == "MB" || unit == "M")
+    scale = 1e6;
+  else if (unit == "GB" || unit == "G")
+    scale = 1e9;
+  else if (unit == "TB" || unit == "T")
+    scale = 1e12;
+  else if (unit == "KIB")
+    scale = 1024.0;
+  else if (unit == "MIB")
+    scale = 1024.0 * 1024;
+  else if (unit == "GIB")
+    scale = 1024.0 * 1024 * 1024;
+  else if (unit == "TIB")
+    scale = 1024.0 * 1024 * 1024 * 1024;
   else
     throw invalid_input(std::string(what) + ": unknown unit '" + unit + "' in '" +
                         std::string(text) + "' (use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)");
@@ -57,10 +66,14 @@ size_type parse_size(std::string_view text, std::string_view what) {
 size_type parse_count(std::string_view text, std::string_view what) {
   auto [value, unit] = split_number(text, what);
   double scale = 1;
-  if (unit.empty()) scale = 1;
-  else if (unit == "K") scale = 1e3;
-  else if (unit == "M") scale = 1e6;
-  else if (unit == "G" || unit == "B") scale = 1e9;
+  if (unit.empty())
+    scale = 1;
+  else if (unit == "K")
+    scale = 1e3;
+  else if (unit == "M")
+    scale = 1e6;
+  else if (unit == "G" || unit == "B")
+    scale = 1e9;
   else
     throw invalid_input(std::string(what) + ": unknown suffix '" + unit + "' in '" +
                         std::string(text) + "' (use K, M or G)");

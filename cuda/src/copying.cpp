@@ -12,9 +12,9 @@ EMBER_DECLARE_BACKENDS(table gather(const table_view&, const column_view&, conte
 namespace ember {
 
 table gather(const table_view& input, const column_view& indices, context& ctx) {
-  EMBER_EXPECTS(indices.type() == type_id::int64, invalid_input,
-                "gather: the index column must be int64, not " +
-                    std::string(to_string(indices.type())));
+  EMBER_EXPECTS(
+      indices.type() == type_id::int64, invalid_input,
+      "gather: the index column must be int64, not " + std::string(to_string(indices.type())));
   EMBER_EXPECTS(!indices.nullable(), invalid_input, "gather: the index column must not hold nulls");
   return EMBER_DISPATCH(ctx, gather, input, indices, ctx);
 }
@@ -24,9 +24,9 @@ table concatenate(const std::vector<table_view>& tables, context& ctx) {
   const auto& first = tables.front();
   for (std::size_t t = 1; t < tables.size(); ++t) {
     const auto& other = tables[t];
-    EMBER_EXPECTS(other.names() == first.names(), invalid_input,
-                  "concatenate: table " + std::to_string(t) +
-                      " has different column names than table 0");
+    EMBER_EXPECTS(
+        other.names() == first.names(), invalid_input,
+        "concatenate: table " + std::to_string(t) + " has different column names than table 0");
     for (size_type c = 0; c < first.num_columns(); ++c) {
       EMBER_EXPECTS(other.column(c).type() == first.column(c).type(), invalid_input,
                     "concatenate: column '" + first.names()[c] + "' is " +

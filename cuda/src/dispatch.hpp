@@ -14,8 +14,8 @@
   }
 
 #if EMBER_WITH_CUDA
-#define EMBER_DISPATCH(ctx, fn, ...)                                                \
-  ((ctx).kind() == ::ember::backend_kind::cuda ? ::ember::gpu::fn(__VA_ARGS__)      \
+#define EMBER_DISPATCH(ctx, fn, ...)                                           \
+  ((ctx).kind() == ::ember::backend_kind::cuda ? ::ember::gpu::fn(__VA_ARGS__) \
                                                : ::ember::cpu::fn(__VA_ARGS__))
 #else
 #define EMBER_DISPATCH(ctx, fn, ...) ::ember::cpu::fn(__VA_ARGS__)

@@ -31,7 +31,6 @@ std::string_view to_string(aggregation_kind k) noexcept {
   return "unknown aggregation";
 }
 
-
 namespace {
 
 /// Throws ember::invalid_input naming `op`, the column's role and the table's columns when

@@ -46,10 +46,10 @@ column make_column(type_id type, std::span<const T> values, std::span<const bool
   return column(type, static_cast<size_type>(values.size()), std::move(data), std::move(mask));
 }
 
-#define EMBER_INSTANTIATE(T)                                                                \
-  template column make_column<T>(type_id, std::span<const T>, std::span<const bool>,        \
-                                 memory_resource&);                                         \
-  template std::vector<T> copy_values<T>(const column_view&);                               \
+#define EMBER_INSTANTIATE(T)                                                         \
+  template column make_column<T>(type_id, std::span<const T>, std::span<const bool>, \
+                                 memory_resource&);                                  \
+  template std::vector<T> copy_values<T>(const column_view&);                        \
   template std::vector<std::optional<T>> copy_optional<T>(const column_view&);
 EMBER_INSTANTIATE(std::int32_t)
 EMBER_INSTANTIATE(std::int64_t)
@@ -82,11 +82,10 @@ column make_string_column(const std::vector<std::optional<std::string>>& values,
     valid[i] = values[i].has_value();
   }
   off[n] = pos;
-  buffer mask = any_null ? make_bitmask(std::span<const bool>(reinterpret_cast<const bool*>(
-                                                                  valid.data()),
-                                                              n),
-                                        mr)
-                         : buffer{};
+  buffer mask =
+      any_null
+          ? make_bitmask(std::span<const bool>(reinterpret_cast<const bool*>(valid.data()), n), mr)
+          : buffer{};
   return column(static_cast<size_type>(n), std::move(offsets), std::move(chars), std::move(mask));
 }
 
@@ -97,7 +96,8 @@ column make_string_column(const std::vector<std::string>& values, memory_resourc
 
 column make_string_column(std::span<const size_type> offsets, std::string_view chars,
                           memory_resource& mr) {
-  EMBER_EXPECTS(!offsets.empty(), invalid_input, "make_string_column: offsets need rows + 1 entries");
+  EMBER_EXPECTS(!offsets.empty(), invalid_input,
+                "make_string_column: offsets need rows + 1 entries");
   buffer off(offsets.size() * sizeof(size_type), mr);
   std::memcpy(off.data(), offsets.data(), off.size());
   buffer ch(chars.size(), mr);

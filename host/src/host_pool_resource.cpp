@@ -10,11 +10,13 @@ namespace {
 constexpr std::size_t pooled_minimum = std::size_t{1} << 20;
 constexpr std::size_t granularity = std::size_t{64} << 10;
 
-std::size_t round_up(std::size_t bytes) { return (bytes + granularity - 1) / granularity * granularity; }
+std::size_t round_up(std::size_t bytes) {
+  return (bytes + granularity - 1) / granularity * granularity;
+}
 }  // namespace
 
 struct host_pool_resource::state {
-  std::mutex mutex;  // guards free_blocks and cached
+  std::mutex mutex;                               // guards free_blocks and cached
   std::multimap<std::size_t, void*> free_blocks;  // block size -> block
   std::size_t cached = 0;
 };

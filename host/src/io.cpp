@@ -17,8 +17,8 @@ table read_text_lines(const std::vector<std::filesystem::path>& paths, size_type
   for (const auto& path : paths) {
     std::ifstream in(path, std::ios::binary);
     if (!in) {
-      throw invalid_input("cannot read input file '" + path.string() + "': " +
-                          std::strerror(errno));
+      throw invalid_input("cannot read input file '" + path.string() +
+                          "': " + std::strerror(errno));
     }
     if (std::filesystem::is_directory(path)) {
       throw invalid_input("cannot read input file '" + path.string() + "': it is a directory");
@@ -80,8 +80,8 @@ void write_csv(const table_view& t, std::ostream& out) {
 void write_csv_file(const table_view& t, const std::filesystem::path& path) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out) {
-    throw invalid_input("cannot write output file '" + path.string() + "': " +
-                        std::strerror(errno));
+    throw invalid_input("cannot write output file '" + path.string() +
+                        "': " + std::strerror(errno));
   }
   write_csv(t, out);
   out.flush();

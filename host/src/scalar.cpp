@@ -36,12 +36,18 @@ std::string scalar::to_text() const {
   if (!_valid) return {};
   switch (_type) {
     case type_id::int32:
-    case type_id::int64: return std::to_string(_int);
-    case type_id::bool8: return _int != 0 ? "true" : "false";
-    case type_id::timestamp_ns: return iso8601(_int);
-    case type_id::float32: return shortest(static_cast<float>(_float));
-    case type_id::float64: return shortest(_float);
-    case type_id::string: return _string;
+    case type_id::int64:
+      return std::to_string(_int);
+    case type_id::bool8:
+      return _int != 0 ? "true" : "false";
+    case type_id::timestamp_ns:
+      return iso8601(_int);
+    case type_id::float32:
+      return shortest(static_cast<float>(_float));
+    case type_id::float64:
+      return shortest(_float);
+    case type_id::string:
+      return _string;
   }
   return {};
 }
@@ -55,12 +61,18 @@ scalar get_scalar(const column_view& column, size_type row) {
   auto dv = column_device_view::of(column);
   if (!dv.is_valid(row)) return scalar::null(column.type());
   switch (column.type()) {
-    case type_id::int32: return scalar::int32(dv.element<std::int32_t>(row));
-    case type_id::int64: return scalar::int64(dv.element<std::int64_t>(row));
-    case type_id::timestamp_ns: return scalar::timestamp(dv.element<std::int64_t>(row));
-    case type_id::bool8: return scalar::boolean(dv.element<std::uint8_t>(row) != 0);
-    case type_id::float32: return scalar::float32(dv.element<float>(row));
-    case type_id::float64: return scalar::float64(dv.element<double>(row));
+    case type_id::int32:
+      return scalar::int32(dv.element<std::int32_t>(row));
+    case type_id::int64:
+      return scalar::int64(dv.element<std::int64_t>(row));
+    case type_id::timestamp_ns:
+      return scalar::timestamp(dv.element<std::int64_t>(row));
+    case type_id::bool8:
+      return scalar::boolean(dv.element<std::uint8_t>(row) != 0);
+    case type_id::float32:
+      return scalar::float32(dv.element<float>(row));
+    case type_id::float64:
+      return scalar::float64(dv.element<double>(row));
     case type_id::string: {
       auto s = dv.string_at(row);
       return scalar::string(std::string(s.data, static_cast<std::size_t>(s.size)));

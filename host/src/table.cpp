@@ -57,8 +57,8 @@ size_type table_view::index_of(std::string_view name) const {
     if (_names[i] == name) return static_cast<size_type>(i);
   std::string have;
   for (const auto& n : _names) have += (have.empty() ? "" : ", ") + n;
-  throw invalid_input("unknown column '" + std::string(name) + "' (the table has: " +
-                      (have.empty() ? "no columns" : have) + ")");
+  throw invalid_input("unknown column '" + std::string(name) +
+                      "' (the table has: " + (have.empty() ? "no columns" : have) + ")");
 }
 
 bool table_view::has_column(std::string_view name) const noexcept {

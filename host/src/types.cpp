@@ -8,13 +8,20 @@ namespace ember {
 
 std::string_view to_string(type_id t) noexcept {
   switch (t) {
-    case type_id::int32: return "int32";
-    case type_id::int64: return "int64";
-    case type_id::float32: return "float32";
-    case type_id::float64: return "float64";
-    case type_id::bool8: return "bool";
-    case type_id::timestamp_ns: return "timestamp";
-    case type_id::string: return "string";
+    case type_id::int32:
+      return "int32";
+    case type_id::int64:
+      return "int64";
+    case type_id::float32:
+      return "float32";
+    case type_id::float64:
+      return "float64";
+    case type_id::bool8:
+      return "bool";
+    case type_id::timestamp_ns:
+      return "timestamp";
+    case type_id::string:
+      return "string";
   }
   return "unknown";
 }
@@ -30,9 +37,12 @@ type_id type_from_string(std::string_view name) {
 
 std::string_view to_string(memory_kind k) noexcept {
   switch (k) {
-    case memory_kind::host: return "host";
-    case memory_kind::pinned_host: return "pinned_host";
-    case memory_kind::device: return "device";
+    case memory_kind::host:
+      return "host";
+    case memory_kind::pinned_host:
+      return "pinned_host";
+    case memory_kind::device:
+      return "device";
   }
   return "unknown";
 }

@@ -68,10 +68,9 @@ std::map<std::string, long> reference_word_count(const std::vector<fs::path>& fi
     std::string word;
     for (std::size_t i = 0; i <= text.size(); ++i) {
       unsigned char c = i < text.size() ? static_cast<unsigned char>(text[i]) : ' ';
-      bool apostrophe_inside = c == '\'' && !word.empty() &&
-                               is_letter(static_cast<unsigned char>(word.back())) &&
-                               i + 1 < text.size() &&
-                               is_letter(static_cast<unsigned char>(text[i + 1]));
+      bool apostrophe_inside =
+          c == '\'' && !word.empty() && is_letter(static_cast<unsigned char>(word.back())) &&
+          i + 1 < text.size() && is_letter(static_cast<unsigned char>(text[i + 1]));
       if (is_word_byte(c) || apostrophe_inside) {
         word += static_cast<char>(c < 0x80 ? std::tolower(c) : c);
       } else if (!word.empty()) {
@@ -139,7 +138,8 @@ TEST_F(cli, bad_input_gets_a_clear_message_and_exit_status_2) {
     std::string args, message;
   };
   for (const auto& b : {
-           bad{"run wordcount --input /nonexistent/ember-input.txt", "/nonexistent/ember-input.txt"},
+           bad{"run wordcount --input /nonexistent/ember-input.txt",
+               "/nonexistent/ember-input.txt"},
            bad{"run groupby --rows -5", "negative"},
            bad{"run enrich --scale -1GB", "negative"},
            bad{"run enrich --scale 12XB", "unknown unit"},
@@ -156,8 +156,8 @@ TEST_F(cli, bad_input_gets_a_clear_message_and_exit_status_2) {
 
 TEST_F(cli, bench_ops_writes_a_json_report_with_every_workload) {
   auto json_path = _dir / "ops.json";
-  auto r = run_ember("bench ops --rows 200000 --rounds 1 --backend cpu --json " +
-                     json_path.string());
+  auto r =
+      run_ember("bench ops --rows 200000 --rounds 1 --backend cpu --json " + json_path.string());
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("vs memcpy"), std::string::npos) << r.output;
   std::ifstream in(json_path);

@@ -30,9 +30,12 @@ inline bool scalar_less(const scalar& a, const scalar& b) {
   if (!a.valid()) return false;
   switch (a.type()) {
     case type_id::float32:
-    case type_id::float64: return a.as_float() < b.as_float();
-    case type_id::string: return a.as_string() < b.as_string();
-    default: return a.as_int() < b.as_int();
+    case type_id::float64:
+      return a.as_float() < b.as_float();
+    case type_id::string:
+      return a.as_string() < b.as_string();
+    default:
+      return a.as_int() < b.as_int();
   }
 }
 inline bool row_less(const row& a, const row& b) {
@@ -57,7 +60,8 @@ inline column random_int64(std::size_t n, std::int64_t lo, std::int64_t hi, doub
     v[i] = dist(rng);
     if (null_fraction > 0) valid[i] = !is_null(rng);
   }
-  return make_column<std::int64_t>(type_id::int64, v, null_fraction > 0 ? valid : std::vector<bool>{});
+  return make_column<std::int64_t>(type_id::int64, v,
+                                   null_fraction > 0 ? valid : std::vector<bool>{});
 }
 
 inline column random_int32(std::size_t n, std::int32_t lo, std::int32_t hi, double null_fraction,
@@ -71,7 +75,8 @@ inline column random_int32(std::size_t n, std::int32_t lo, std::int32_t hi, doub
     v[i] = dist(rng);
     if (null_fraction > 0) valid[i] = !is_null(rng);
   }
-  return make_column<std::int32_t>(type_id::int32, v, null_fraction > 0 ? valid : std::vector<bool>{});
+  return make_column<std::int32_t>(type_id::int32, v,
+                                   null_fraction > 0 ? valid : std::vector<bool>{});
 }
 
 inline column random_float64(std::size_t n, double lo, double hi, double null_fraction,
@@ -89,7 +94,8 @@ inline column random_float64(std::size_t n, double lo, double hi, double null_fr
 }
 
 /// Random strings drawn from `distinct` words like "k17", some null.
-inline column random_strings(std::size_t n, int distinct, double null_fraction, std::uint64_t seed) {
+inline column random_strings(std::size_t n, int distinct, double null_fraction,
+                             std::uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::uniform_int_distribution<int> dist(0, distinct - 1);
   std::bernoulli_distribution is_null(null_fraction);

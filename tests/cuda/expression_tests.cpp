@@ -928,8 +928,11 @@ TYPED_TEST_P(expression_test, errors_name_the_expression_and_the_types) {
       },
       "type mismatch in (s == 1): cannot apply == to string and int32");
   expect_invalid_input([&] { (void)hash({}); }, "hash() needs at least one operand");
-  expect_invalid_input([&] { (void)project(v, {{"x", col("i32")}, {"x", lit(1)}}, ctx); },
-                       "project: the output column 'x' appears twice");
+  expect_invalid_input(
+      [&] {
+        (void)project(v, {{"x", col("i32")}, {"x", lit(1)}}, ctx);
+      },
+      "project: the output column 'x' appears twice");
   EXPECT_THROW((void)result_type(col("zzz"), v), invalid_input);
 }
 

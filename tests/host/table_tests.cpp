@@ -35,7 +35,8 @@ TEST(table, rejects_columns_of_different_lengths) {
 }
 
 TEST(table, slice_keeps_values_and_nulls) {
-  auto c = make_string_column(std::vector<std::optional<std::string>>{"a", std::nullopt, "ccc", "", "e"});
+  auto c = make_string_column(
+      std::vector<std::optional<std::string>>{"a", std::nullopt, "ccc", "", "e"});
   auto v = c.view().slice(1, 4);
   auto s = copy_strings(v);
   ASSERT_EQ(s.size(), 3u);

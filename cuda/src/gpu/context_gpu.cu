@@ -53,9 +53,7 @@ class async_device_resource final : public memory_resource {
 };
 
 struct device_setup {
-  explicit device_setup(int device) {
-    EMBER_CUDA_TRY(cudaSetDevice(device));
-  }
+  explicit device_setup(int device) { EMBER_CUDA_TRY(cudaSetDevice(device)); }
 };
 
 class cuda_context final : public context {

@@ -10,16 +10,15 @@
 #define EMBER_STRINGIFY_DETAIL(x) #x
 #define EMBER_STRINGIFY(x) EMBER_STRINGIFY_DETAIL(x)
 
-#define EMBER_CUDA_TRY(call)                                                                 \
-  do {                                                                                       \
-    cudaError_t const ember_cuda_status = (call);                                            \
-    if (ember_cuda_status != cudaSuccess) {                                                  \
-      cudaGetLastError();                                                                    \
-      throw ::ember::cuda_error(std::string("CUDA error at " __FILE__ ":" EMBER_STRINGIFY(   \
-                                    __LINE__) ": " #call ": ") +                             \
-                                cudaGetErrorName(ember_cuda_status) + ": " +                 \
-                                cudaGetErrorString(ember_cuda_status));                      \
-    }                                                                                        \
+#define EMBER_CUDA_TRY(call)                                                                     \
+  do {                                                                                           \
+    cudaError_t const ember_cuda_status = (call);                                                \
+    if (ember_cuda_status != cudaSuccess) {                                                      \
+      cudaGetLastError();                                                                        \
+      throw ::ember::cuda_error(                                                                 \
+          std::string("CUDA error at " __FILE__ ":" EMBER_STRINGIFY(__LINE__) ": " #call ": ") + \
+          cudaGetErrorName(ember_cuda_status) + ": " + cudaGetErrorString(ember_cuda_status));   \
+    }                                                                                            \
   } while (0)
 
 /// After a kernel launch: launch errors surface here rather than at some later call.

@@ -22,7 +22,10 @@ struct concat_valid_fn {
     int lo = 0, hi = num_pieces - 1;
     while (lo < hi) {
       int mid = (lo + hi + 1) / 2;
-      if (starts[mid] <= i) lo = mid; else hi = mid - 1;
+      if (starts[mid] <= i)
+        lo = mid;
+      else
+        hi = mid - 1;
     }
     return pieces[lo].is_valid(i - starts[lo]);
   }
@@ -51,11 +54,11 @@ inline column concatenate_columns(exec& ex, const std::vector<column_view>& piec
     for (const auto& p : pieces) dvs.push_back(column_device_view::of(p));
     buffer d_pieces = ex.upload(dvs);
     buffer d_starts = ex.upload(starts);
-    mask = pack_bitmask(ex,
-                        concat_valid_fn{d_pieces.data_as<column_device_view>(),
-                                        d_starts.data_as<size_type>(),
-                                        static_cast<int>(pieces.size())},
-                        rows);
+    mask = pack_bitmask(
+        ex,
+        concat_valid_fn{d_pieces.data_as<column_device_view>(), d_starts.data_as<size_type>(),
+                        static_cast<int>(pieces.size())},
+        rows);
   }
   if (type == type_id::string) {
     buffer offsets = ex.alloc<size_type>(rows + 1);

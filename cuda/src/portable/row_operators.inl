@@ -50,13 +50,17 @@ constexpr std::uint64_t null_hash = 0x5bd1e9955bd1e995ULL;
 EMBER_HD inline std::uint64_t hash_element(const column_device_view& c, size_type i) {
   if (!c.is_valid(i)) return null_hash;
   switch (c.type) {
-    case type_id::int32: return mix64(static_cast<std::uint64_t>(c.element<std::int32_t>(i)));
+    case type_id::int32:
+      return mix64(static_cast<std::uint64_t>(c.element<std::int32_t>(i)));
     case type_id::int64:
     case type_id::timestamp_ns:
       return mix64(static_cast<std::uint64_t>(c.element<std::int64_t>(i)));
-    case type_id::bool8: return mix64(c.element<std::uint8_t>(i) != 0 ? 1 : 0);
-    case type_id::float32: return mix64(float_bits(static_cast<double>(c.element<float>(i))));
-    case type_id::float64: return mix64(float_bits(c.element<double>(i)));
+    case type_id::bool8:
+      return mix64(c.element<std::uint8_t>(i) != 0 ? 1 : 0);
+    case type_id::float32:
+      return mix64(float_bits(static_cast<double>(c.element<float>(i))));
+    case type_id::float64:
+      return mix64(float_bits(c.element<double>(i)));
     case type_id::string: {
       auto s = c.string_at(i);
       return hash_bytes(s.data, s.size);
@@ -82,15 +86,19 @@ EMBER_HD int compare_floats(T a, T b) {
 EMBER_HD inline int compare_elements(const column_device_view& a, size_type i,
                                      const column_device_view& b, size_type j) {
   switch (a.type) {
-    case type_id::int32: return compare_values(a.element<std::int32_t>(i), b.element<std::int32_t>(j));
+    case type_id::int32:
+      return compare_values(a.element<std::int32_t>(i), b.element<std::int32_t>(j));
     case type_id::int64:
     case type_id::timestamp_ns:
       return compare_values(a.element<std::int64_t>(i), b.element<std::int64_t>(j));
     case type_id::bool8:
       return compare_values(a.element<std::uint8_t>(i) != 0, b.element<std::uint8_t>(j) != 0);
-    case type_id::float32: return compare_floats(a.element<float>(i), b.element<float>(j));
-    case type_id::float64: return compare_floats(a.element<double>(i), b.element<double>(j));
-    case type_id::string: return a.string_at(i).compare(b.string_at(j));
+    case type_id::float32:
+      return compare_floats(a.element<float>(i), b.element<float>(j));
+    case type_id::float64:
+      return compare_floats(a.element<double>(i), b.element<double>(j));
+    case type_id::string:
+      return a.string_at(i).compare(b.string_at(j));
   }
   return 0;
 }
@@ -108,8 +116,8 @@ class device_table {
     std::vector<column_device_view> cols;
     for (const auto& c : t.columns()) cols.push_back(column_device_view::of(c));
     _storage = ex.upload(cols);
-    _view = table_device_view{_storage.data_as<column_device_view>(),
-                              static_cast<int>(cols.size())};
+    _view =
+        table_device_view{_storage.data_as<column_device_view>(), static_cast<int>(cols.size())};
   }
   [[nodiscard]] table_device_view view() const { return _view; }
 
@@ -125,7 +133,8 @@ struct row_hasher {
   std::uint64_t seed;
   EMBER_HD std::uint64_t operator()(size_type i) const {
     std::uint64_t h = seed;
-    for (int c = 0; c < keys.num_columns; ++c) h = combine_hash(h, hash_element(keys.columns[c], i));
+    for (int c = 0; c < keys.num_columns; ++c)
+      h = combine_hash(h, hash_element(keys.columns[c], i));
     return h;
   }
 };

@@ -61,7 +61,8 @@ inline size_type null_count(exec& ex, const column_view& c) {
 }
 
 /// Offsets (n + 1 values) from n lengths by an exclusive scan; `total` gets the last offset.
-inline buffer lengths_to_offsets(exec& ex, const size_type* lengths, size_type n, size_type& total) {
+inline buffer lengths_to_offsets(exec& ex, const size_type* lengths, size_type n,
+                                 size_type& total) {
   buffer offsets = ex.alloc<size_type>(n + 1);
   auto* out = offsets.data_as<size_type>();
   if (n > 0) thrust::exclusive_scan(ex.policy(), lengths, lengths + n, out, size_type{0});
@@ -147,9 +148,15 @@ inline column gather_column(exec& ex, const column_view& src, const size_type* m
                      gather_fixed_fn<T>{static_cast<const T*>(src.data()), map, data.data_as<T>()});
   };
   switch (width) {
-    case 1: launch(std::uint8_t{}); break;
-    case 4: launch(std::uint32_t{}); break;
-    default: launch(std::uint64_t{}); break;
+    case 1:
+      launch(std::uint8_t{});
+      break;
+    case 4:
+      launch(std::uint32_t{});
+      break;
+    default:
+      launch(std::uint64_t{});
+      break;
   }
   return column(src.type(), n, std::move(data), std::move(mask));
 }

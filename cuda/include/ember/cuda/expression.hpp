@@ -17,7 +17,19 @@ enum class unary_op : std::uint8_t { negate, logical_not, is_null, is_not_null }
 /// division and a division by zero gives null; comparisons work on numbers, timestamps,
 /// bools and strings; `logical_and`/`logical_or` use SQL's three-valued logic.
 enum class binary_op : std::uint8_t {
-  add, sub, mul, div, mod, eq, ne, lt, le, gt, ge, logical_and, logical_or
+  add,
+  sub,
+  mul,
+  div,
+  mod,
+  eq,
+  ne,
+  lt,
+  le,
+  gt,
+  ge,
+  logical_and,
+  logical_or
 };
 
 /// An immutable expression tree over the columns of a table: column references, literals,

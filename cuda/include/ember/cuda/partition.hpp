@@ -16,9 +16,7 @@ struct partitioned_table {
   table rows;
   std::vector<size_type> offsets;  ///< host memory, num_partitions + 1 entries
 
-  [[nodiscard]] int num_partitions() const noexcept {
-    return static_cast<int>(offsets.size()) - 1;
-  }
+  [[nodiscard]] int num_partitions() const noexcept { return static_cast<int>(offsets.size()) - 1; }
   /// Partition p as a view of `rows`.
   [[nodiscard]] table_view partition(int p) const {
     return rows.view().slice(offsets[p], offsets[p + 1]);

@@ -21,8 +21,7 @@ struct sort_key {
                                   context& ctx);
 
 /// `input` sorted by `keys` (stable).
-[[nodiscard]] table sort(const table_view& input, const std::vector<sort_key>& keys,
-                         context& ctx);
+[[nodiscard]] table sort(const table_view& input, const std::vector<sort_key>& keys, context& ctx);
 
 /// The first `k` rows of sort(input, keys) (fewer when the input is shorter). Throws
 /// ember::invalid_input for a negative k.

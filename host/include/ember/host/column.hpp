@@ -20,7 +20,11 @@ class column_view {
   /// (no nulls). `mask_offset` is the bitmask bit of row 0.
   column_view(type_id type, size_type size, const void* data, const bitmask_type* null_mask,
               memory_kind kind, size_type mask_offset = 0)
-      : _type(type), _size(size), _mask_offset(mask_offset), _data(data), _null_mask(null_mask),
+      : _type(type),
+        _size(size),
+        _mask_offset(mask_offset),
+        _data(data),
+        _null_mask(null_mask),
         _kind(kind) {}
 
   /// A string column: `offsets` holds size + 1 positions into `chars` (row i is
@@ -76,7 +80,10 @@ class column {
       : _type(type), _size(size), _data(std::move(data)), _null_mask(std::move(null_mask)) {}
   /// A string column of `size` rows: `offsets` holds size + 1 size_type values.
   column(size_type size, buffer offsets, buffer chars, buffer null_mask = {})
-      : _type(type_id::string), _size(size), _data(std::move(chars)), _offsets(std::move(offsets)),
+      : _type(type_id::string),
+        _size(size),
+        _data(std::move(chars)),
+        _offsets(std::move(offsets)),
         _null_mask(std::move(null_mask)) {}
 
   [[nodiscard]] type_id type() const noexcept { return _type; }

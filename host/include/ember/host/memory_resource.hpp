@@ -99,7 +99,8 @@ class tracking_resource final : public memory_resource {
 
   /// `upstream` must outlive this resource. `name` appears in out-of-memory messages
   /// (for example "device tier of worker 1").
-  tracking_resource(memory_resource& upstream, std::string name, std::size_t limit_bytes = unlimited);
+  tracking_resource(memory_resource& upstream, std::string name,
+                    std::size_t limit_bytes = unlimited);
 
   [[nodiscard]] memory_kind kind() const noexcept override { return _upstream.kind(); }
   /// Bytes allocated and not yet freed.
