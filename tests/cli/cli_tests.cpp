@@ -87,8 +87,13 @@ TEST_F(cli, wordcount_on_the_shipped_text_matches_a_reference_count) {
   for (const auto& e : fs::directory_iterator(fs::path(EMBER_SOURCE_DIR) / "data"))
     if (e.path().extension() == ".txt") files.push_back(e.path());
   ASSERT_FALSE(files.empty());
-  std::string args = "run wordcount --quiet --output " + (_dir / "wc.csv").string() + " --input";
-  for (const auto& f : files) args += " " + f.string();
+  std::string args = "run wordcount --quiet --output ";
+  args += (_dir / "wc.csv").string();
+  args += " --input";
+  for (const auto& f : files) {
+    args += ' ';
+    args += f.string();
+  }
   auto r = run_ember(args);
   ASSERT_EQ(r.status, 0) << r.output;
   auto rows = read_csv(_dir / "wc.csv");
