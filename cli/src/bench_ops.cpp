@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -241,7 +242,11 @@ int run_bench_ops(const bench_ops_options& options) {
         std::filesystem::temp_directory_path() / ("ember-bench-" + std::to_string(::getpid()));
     std::filesystem::create_directories(data_dir);
     for (const auto& w : workloads) write_inputs(data_dir, w);
-    auto script = std::filesystem::path(EMBER_SOURCE_DIR) / "bench" / "peers" / "duckdb_ops.py";
+    // The peer script ships with the sources; $EMBER_SOURCE_DIR points elsewhere when the
+    // binary runs away from its build tree.
+    const char* source_env = std::getenv("EMBER_SOURCE_DIR");
+    auto source_dir = std::filesystem::path(source_env != nullptr ? source_env : EMBER_SOURCE_DIR);
+    auto script = source_dir / "bench" / "peers" / "duckdb_ops.py";
     peer = std::make_unique<peer_process>(
         std::vector<std::string>{options.python, script.string(), "--data", data_dir.string(),
                                  "--threads", std::to_string(options.threads)});

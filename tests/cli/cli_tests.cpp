@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include "common/paths.hpp"
 #include <nlohmann/json.hpp>
 
 namespace {
@@ -23,7 +24,7 @@ struct run_result {
 };
 
 run_result run_ember(const std::string& args) {
-  std::string cmd = std::string(EMBER_BINARY_DIR) + "/cli/ember " + args + " 2>&1";
+  std::string cmd = ember::test::ember_executable().string() + " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   if (p == nullptr) return {-1, "popen failed"};
   std::string out;
@@ -84,7 +85,7 @@ std::map<std::string, long> reference_word_count(const std::vector<fs::path>& fi
 
 TEST_F(cli, wordcount_on_the_shipped_text_matches_a_reference_count) {
   std::vector<fs::path> files;
-  for (const auto& e : fs::directory_iterator(fs::path(EMBER_SOURCE_DIR) / "data"))
+  for (const auto& e : fs::directory_iterator(ember::test::source_dir() / "data"))
     if (e.path().extension() == ".txt") files.push_back(e.path());
   ASSERT_FALSE(files.empty());
   std::string args = "run wordcount --quiet --output ";
@@ -111,7 +112,7 @@ TEST_F(cli, wordcount_on_the_shipped_text_matches_a_reference_count) {
 }
 
 TEST_F(cli, wordcount_top_limits_the_rows_and_prints_them) {
-  auto r = run_ember("run wordcount --quiet --top 3 --input " + std::string(EMBER_SOURCE_DIR) +
+  auto r = run_ember("run wordcount --quiet --top 3 --input " + ember::test::source_dir().string() +
                      "/data/harbour.txt");
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("the"), std::string::npos) << r.output;

@@ -7,6 +7,7 @@
 
 #include "common/backends.hpp"
 #include "common/tables.hpp"
+#include "common/paths.hpp"
 
 namespace ember::test {
 namespace {
@@ -177,7 +178,7 @@ TYPED_TEST_P(tokenize_test, matches_reference_on_sliced_views) {
 /// Lines of /work/main/data/*.txt when there are any, else an English passage repeated.
 std::vector<std::optional<std::string>> real_text() {
   std::vector<std::optional<std::string>> lines;
-  std::filesystem::path dir = std::filesystem::path(EMBER_SOURCE_DIR) / "data";
+  std::filesystem::path dir = source_dir() / "data";
   std::error_code ec;
   if (std::filesystem::is_directory(dir, ec)) {
     for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {

@@ -19,6 +19,7 @@
 
 #include "common/backends.hpp"
 #include "common/tables.hpp"
+#include "common/paths.hpp"
 #include "scheduler/helpers.hpp"
 
 namespace ember::test {
@@ -467,7 +468,7 @@ TEST(executor, cuda_workers_match_cpu_workers) {
   };
   expect_same_table(job(gpu).view(), job(cpu).view(), true, 1e-9);
   auto words = [](client& c) {
-    return c.read_text({std::filesystem::path(EMBER_SOURCE_DIR) / "data" / "garden.txt"})
+    return c.read_text({source_dir() / "data" / "garden.txt"})
         .tokenize("line")
         .distinct()
         .sort({{"word", false, false}})

@@ -12,6 +12,7 @@
 #include <map>
 
 #include "common/tables.hpp"
+#include "common/paths.hpp"
 #include "scheduler/helpers.hpp"
 
 namespace ember::test {
@@ -84,7 +85,7 @@ void expect_wordcount(const table& result,
 std::vector<std::filesystem::path> repository_texts() {
   std::vector<std::filesystem::path> files;
   for (const auto& e :
-       std::filesystem::directory_iterator(std::filesystem::path(EMBER_SOURCE_DIR) / "data"))
+       std::filesystem::directory_iterator(source_dir() / "data"))
     if (e.path().extension() == ".txt") files.push_back(e.path());
   std::sort(files.begin(), files.end());
   return files;
