@@ -8,7 +8,6 @@
 #include <utility>
 
 #include "dispatch.hpp"
-#include "expression_kernels.hpp"
 
 // The backends' kernels, one per node kind (portable/expression.inl). Evaluation itself walks the
 // tree here, on the host: every node materialises one column, and a node whose operands are all
@@ -16,19 +15,13 @@
 EMBER_DECLARE_BACKENDS(
     column expr_broadcast(const column_view& one_row, size_type rows, context& ctx);
     column expr_cast(const column_view& input, type_id to, context& ctx);
-    column expr_unary(detail::kernel_unary_op op, const column_view& input, context& ctx);
-    column expr_binary(detail::kernel_binary_op op, const column_view& lhs, bool lhs_scalar,
+    column expr_unary(unary_op op, const column_view& input, context& ctx);
+    column expr_binary(binary_op op, const column_view& lhs, bool lhs_scalar,
                        const column_view& rhs, bool rhs_scalar, size_type rows, context& ctx);
     column expr_hash(const table_view& operands, context& ctx);
     table expr_filter(const table_view& input, const column_view& predicate, context& ctx))
 
 namespace ember {
-
-static_assert(static_cast<int>(detail::kernel_unary_op::is_not_null) ==
-              static_cast<int>(unary_op::is_not_null));
-static_assert(static_cast<int>(detail::kernel_binary_op::eq) == static_cast<int>(binary_op::eq));
-static_assert(static_cast<int>(detail::kernel_binary_op::logical_or) ==
-              static_cast<int>(binary_op::logical_or));
 
 struct expression::node {
   expression::kind kind;
@@ -446,9 +439,7 @@ class evaluator {
       case expression::kind::unary: {
         auto operand = eval(e.children()[0]);
         return value::of_column(
-            EMBER_DISPATCH(_ctx, expr_unary,
-                           static_cast<detail::kernel_unary_op>(e.unary_operator()), operand.view,
-                           _ctx),
+            EMBER_DISPATCH(_ctx, expr_unary, e.unary_operator(), operand.view, _ctx),
             operand.scalar);
       }
       case expression::kind::binary:
@@ -500,8 +491,8 @@ class evaluator {
     rhs = convert(std::move(rhs), common);
     bool scalar = lhs.scalar && rhs.scalar;
     size_type rows = scalar ? 1 : _input.num_rows();
-    auto result = EMBER_DISPATCH(_ctx, expr_binary, static_cast<detail::kernel_binary_op>(op),
-                                 lhs.view, lhs.scalar, rhs.view, rhs.scalar, rows, _ctx);
+    auto result = EMBER_DISPATCH(_ctx, expr_binary, op, lhs.view, lhs.scalar, rhs.view, rhs.scalar,
+                                 rows, _ctx);
     if (out == type_id::timestamp_ns) result = relabel(std::move(result), out);
     return value::of_column(std::move(result), scalar);
   }

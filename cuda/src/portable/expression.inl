@@ -10,15 +10,15 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "expression_kernels.hpp"
+#include <ember/cuda/expression_ops.hpp>
 #include "expression_text.hpp"
 #include "portable/row_operators.inl"
 #include "portable/utilities.inl"
 
 namespace ember::EMBER_BACKEND_NS {
 
-using ember::detail::kernel_binary_op;
-using ember::detail::kernel_unary_op;
+using ember::binary_op;
+using ember::unary_op;
 
 namespace detail {
 
@@ -40,31 +40,31 @@ struct operand {
 
 /// x op y with SQL semantics on defined results: integers wrap on overflow (computed unsigned,
 /// never undefined), a zero divisor yields 0 here and null in the mask (arithmetic_valid_fn).
-template <class T, kernel_binary_op Op>
+template <class T, binary_op Op>
 EMBER_HD T arithmetic(T x, T y) {
   if constexpr (std::is_integral_v<T>) {
     using U = std::make_unsigned_t<T>;
-    if constexpr (Op == kernel_binary_op::add)
+    if constexpr (Op == binary_op::add)
       return static_cast<T>(static_cast<U>(x) + static_cast<U>(y));
-    if constexpr (Op == kernel_binary_op::sub)
+    if constexpr (Op == binary_op::sub)
       return static_cast<T>(static_cast<U>(x) - static_cast<U>(y));
-    if constexpr (Op == kernel_binary_op::mul)
+    if constexpr (Op == binary_op::mul)
       return static_cast<T>(static_cast<U>(x) * static_cast<U>(y));
-    if constexpr (Op == kernel_binary_op::div) {
+    if constexpr (Op == binary_op::div) {
       if (y == 0) return 0;
       if (y == -1) return static_cast<T>(U{0} - static_cast<U>(x));  // MIN / -1 wraps
       return x / y;
     }
-    if constexpr (Op == kernel_binary_op::mod) {
+    if constexpr (Op == binary_op::mod) {
       if (y == 0 || y == -1) return 0;
       return x % y;
     }
   } else {
-    if constexpr (Op == kernel_binary_op::add) return x + y;
-    if constexpr (Op == kernel_binary_op::sub) return x - y;
-    if constexpr (Op == kernel_binary_op::mul) return x * y;
-    if constexpr (Op == kernel_binary_op::div) return y == 0 ? T(0) : x / y;
-    if constexpr (Op == kernel_binary_op::mod) {
+    if constexpr (Op == binary_op::add) return x + y;
+    if constexpr (Op == binary_op::sub) return x - y;
+    if constexpr (Op == binary_op::mul) return x * y;
+    if constexpr (Op == binary_op::div) return y == 0 ? T(0) : x / y;
+    if constexpr (Op == binary_op::mod) {
       if (y == 0) return T(0);
       if constexpr (std::is_same_v<T, float>)
         return ::fmodf(x, y);
@@ -75,7 +75,7 @@ EMBER_HD T arithmetic(T x, T y) {
   return T(0);
 }
 
-template <class T, kernel_binary_op Op>
+template <class T, binary_op Op>
 struct arithmetic_fn {
   operand a, b;
   EMBER_HD T operator()(size_type i) const { return arithmetic<T, Op>(a.get<T>(i), b.get<T>(i)); }
@@ -97,34 +97,34 @@ struct both_valid_fn {
   EMBER_HD bool operator()(size_type i) const { return a.valid(i) && b.valid(i); }
 };
 
-template <class T, kernel_binary_op Op>
+template <class T, binary_op Op>
 void arithmetic_into(exec& ex, T* out, operand a, operand b, size_type rows) {
   thrust::tabulate(ex.policy(), out, out + rows, arithmetic_fn<T, Op>{a, b});
 }
 
 template <class T>
-column arithmetic_column(exec& ex, kernel_binary_op op, operand a, operand b, type_id type,
+column arithmetic_column(exec& ex, binary_op op, operand a, operand b, type_id type,
                          size_type rows) {
   buffer data = ex.alloc<T>(rows);
   auto* out = data.data_as<T>();
   switch (op) {
-    case kernel_binary_op::add:
-      arithmetic_into<T, kernel_binary_op::add>(ex, out, a, b, rows);
+    case binary_op::add:
+      arithmetic_into<T, binary_op::add>(ex, out, a, b, rows);
       break;
-    case kernel_binary_op::sub:
-      arithmetic_into<T, kernel_binary_op::sub>(ex, out, a, b, rows);
+    case binary_op::sub:
+      arithmetic_into<T, binary_op::sub>(ex, out, a, b, rows);
       break;
-    case kernel_binary_op::mul:
-      arithmetic_into<T, kernel_binary_op::mul>(ex, out, a, b, rows);
+    case binary_op::mul:
+      arithmetic_into<T, binary_op::mul>(ex, out, a, b, rows);
       break;
-    case kernel_binary_op::div:
-      arithmetic_into<T, kernel_binary_op::div>(ex, out, a, b, rows);
+    case binary_op::div:
+      arithmetic_into<T, binary_op::div>(ex, out, a, b, rows);
       break;
     default:
-      arithmetic_into<T, kernel_binary_op::mod>(ex, out, a, b, rows);
+      arithmetic_into<T, binary_op::mod>(ex, out, a, b, rows);
       break;
   }
-  bool divides = op == kernel_binary_op::div || op == kernel_binary_op::mod;
+  bool divides = op == binary_op::div || op == binary_op::mod;
   buffer mask;
   if (divides || a.col.nullable() || b.col.nullable())
     mask = pack_bitmask(ex, arithmetic_valid_fn<T>{a, b, divides}, rows);
@@ -154,19 +154,19 @@ EMBER_HD int three_way(const operand& a, const operand& b, size_type i) {
 template <class T>
 struct compare_fn {
   operand a, b;
-  kernel_binary_op op;
+  binary_op op;
   EMBER_HD std::uint8_t operator()(size_type i) const {
     int c = three_way<T>(a, b, i);
     switch (op) {
-      case kernel_binary_op::eq:
+      case binary_op::eq:
         return c == 0;
-      case kernel_binary_op::ne:
+      case binary_op::ne:
         return c != 0;
-      case kernel_binary_op::lt:
+      case binary_op::lt:
         return c < 0;
-      case kernel_binary_op::le:
+      case binary_op::le:
         return c <= 0;
-      case kernel_binary_op::gt:
+      case binary_op::gt:
         return c > 0;
       default:
         return c >= 0;
@@ -175,7 +175,7 @@ struct compare_fn {
 };
 
 template <class T>
-column compare_column(exec& ex, kernel_binary_op op, operand a, operand b, size_type rows) {
+column compare_column(exec& ex, binary_op op, operand a, operand b, size_type rows) {
   buffer data = ex.alloc<std::uint8_t>(rows);
   auto* out = data.data_as<std::uint8_t>();
   thrust::tabulate(ex.policy(), out, out + rows, compare_fn<T>{a, b, op});
@@ -605,12 +605,12 @@ column expr_cast(const column_view& input, type_id to, context& ctx) {
   return out;
 }
 
-column expr_unary(kernel_unary_op op, const column_view& input, context& ctx) {
+column expr_unary(unary_op op, const column_view& input, context& ctx) {
   exec ex(ctx);
   auto in = column_device_view::of(input);
   column out;
   switch (op) {
-    case kernel_unary_op::negate:
+    case unary_op::negate:
       switch (input.type()) {
         case type_id::int32:
           out = detail::map_column<std::int32_t>(ex, input, input.type(),
@@ -630,13 +630,13 @@ column expr_unary(kernel_unary_op op, const column_view& input, context& ctx) {
           break;
       }
       break;
-    case kernel_unary_op::logical_not:
+    case unary_op::logical_not:
       out = detail::map_column<std::uint8_t>(ex, input, type_id::bool8, detail::not_fn{in}, true);
       break;
-    case kernel_unary_op::is_null:
-    case kernel_unary_op::is_not_null:
+    case unary_op::is_null:
+    case unary_op::is_not_null:
       out = detail::map_column<std::uint8_t>(
-          ex, input, type_id::bool8, detail::null_test_fn{in, op == kernel_unary_op::is_null},
+          ex, input, type_id::bool8, detail::null_test_fn{in, op == unary_op::is_null},
           false);
       break;
   }
@@ -644,16 +644,16 @@ column expr_unary(kernel_unary_op op, const column_view& input, context& ctx) {
   return out;
 }
 
-column expr_binary(kernel_binary_op op, const column_view& lhs, bool lhs_scalar,
+column expr_binary(binary_op op, const column_view& lhs, bool lhs_scalar,
                    const column_view& rhs, bool rhs_scalar, size_type rows, context& ctx) {
   exec ex(ctx);
   detail::operand a{column_device_view::of(lhs), lhs_scalar};
   detail::operand b{column_device_view::of(rhs), rhs_scalar};
   type_id type = lhs.type();
   column out;
-  if (op == kernel_binary_op::logical_and || op == kernel_binary_op::logical_or) {
-    out = detail::logic_column(ex, op == kernel_binary_op::logical_and, a, b, rows);
-  } else if (op >= kernel_binary_op::eq) {  // eq, ne, lt, le, gt, ge
+  if (op == binary_op::logical_and || op == binary_op::logical_or) {
+    out = detail::logic_column(ex, op == binary_op::logical_and, a, b, rows);
+  } else if (op >= binary_op::eq) {  // eq, ne, lt, le, gt, ge
     switch (type) {
       case type_id::int32:
         out = detail::compare_column<std::int32_t>(ex, op, a, b, rows);

@@ -5,32 +5,11 @@
 #include <vector>
 
 #include <ember/cuda/context.hpp>
+#include <ember/cuda/expression_ops.hpp>
 #include <ember/host/scalar.hpp>
 #include <ember/host/table.hpp>
 
 namespace ember {
-
-/// Operators of unary expression nodes.
-enum class unary_op : std::uint8_t { negate, logical_not, is_null, is_not_null };
-/// Operators of binary expression nodes. Arithmetic promotes to the wider type (int32 < int64 <
-/// float32 < float64; timestamp +/- int64 stays a timestamp); `div` of integers is integer
-/// division and a division by zero gives null; comparisons work on numbers, timestamps,
-/// bools and strings; `logical_and`/`logical_or` use SQL's three-valued logic.
-enum class binary_op : std::uint8_t {
-  add,
-  sub,
-  mul,
-  div,
-  mod,
-  eq,
-  ne,
-  lt,
-  le,
-  gt,
-  ge,
-  logical_and,
-  logical_or
-};
 
 /// An immutable expression tree over the columns of a table: column references, literals,
 /// arithmetic, comparisons, and/or/not, casts, is_null and hash. Cheap to copy (shared
