@@ -9,6 +9,7 @@
 
 #include "common/backends.hpp"
 #include "common/tables.hpp"
+#include "common/errors.hpp"
 
 namespace ember::test {
 namespace {
@@ -543,16 +544,6 @@ TYPED_TEST_P(groupby_test, many_string_keys) {
   expect_same_rows(out.view(), reference_group_by(input.view(), {"w"}, aggs));
   auto mid = this->run(input, {"v"}, aggs);  // ~200 int keys with nulls, many rows each
   expect_same_rows(mid.view(), reference_group_by(input.view(), {"v"}, aggs));
-}
-
-template <class Fn>
-void expect_invalid_input(Fn&& fn, const std::string& fragment) {
-  try {
-    fn();
-    FAIL() << "expected ember::invalid_input containing: " << fragment;
-  } catch (const invalid_input& e) {
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
-  }
 }
 
 TYPED_TEST_P(groupby_test, rejects_bad_requests_with_clear_messages) {

@@ -10,6 +10,7 @@
 
 #include "common/backends.hpp"
 #include "common/tables.hpp"
+#include "common/errors.hpp"
 
 namespace ember::test {
 namespace {
@@ -276,16 +277,6 @@ TYPED_TEST_P(partition_test, over_a_million_rows) {
     }
   }
   EXPECT_EQ(part_of, portable_assignment(input.view(), {"k"}, 31));
-}
-
-template <class F>
-void expect_invalid_input(F&& f, const std::string& fragment) {
-  try {
-    f();
-    FAIL() << "expected invalid_input containing: " << fragment;
-  } catch (const invalid_input& e) {
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
-  }
 }
 
 TYPED_TEST_P(partition_test, errors_name_the_problem) {

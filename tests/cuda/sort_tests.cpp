@@ -8,6 +8,7 @@
 
 #include "common/backends.hpp"
 #include "common/tables.hpp"
+#include "common/errors.hpp"
 
 namespace ember::test {
 namespace {
@@ -434,16 +435,6 @@ TYPED_TEST_P(sort_test, top_k_keeps_all_columns_for_empty_results) {
 }
 
 // ---- Errors ----------------------------------------------------------------------------------
-
-template <class F>
-void expect_invalid_input(F&& f, const std::string& fragment) {
-  try {
-    f();
-    FAIL() << "expected invalid_input containing: " << fragment;
-  } catch (const invalid_input& e) {
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
-  }
-}
 
 TYPED_TEST_P(sort_test, errors_name_the_problem) {
   auto input = this->up(mixed_table(5, 1).view());
