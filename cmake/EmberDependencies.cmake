@@ -35,3 +35,16 @@ if(NOT EMBER_CCCL_INCLUDE_DIR OR NOT EXISTS "${EMBER_CCCL_INCLUDE_DIR}/thrust/ve
   message(FATAL_ERROR "ember needs Thrust headers: install the CUDA toolkit or apt-get install -y libthrust-dev libcub-dev")
 endif()
 message(STATUS "ember: Thrust headers in ${EMBER_CCCL_INCLUDE_DIR}")
+
+# UCX carries every message and block between processes.
+ember_require(ucx libucx-dev CONFIG)
+
+# NCCL (GPU collectives) comes with the CUDA toolkit; the CUDA build always links it.
+if(EMBER_WITH_CUDA)
+  find_library(EMBER_NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} /usr/local/cuda/lib64)
+  find_path(EMBER_NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} /usr/local/cuda/include)
+  if(NOT EMBER_NCCL_LIBRARY OR NOT EMBER_NCCL_INCLUDE_DIR)
+    message(FATAL_ERROR "ember's CUDA build needs NCCL (nccl.h, libnccl): install it with the CUDA toolkit")
+  endif()
+  message(STATUS "ember: NCCL ${EMBER_NCCL_LIBRARY}")
+endif()

@@ -2,13 +2,13 @@
 # project does find_package(ember) and links ember::ember.
 include(CMakePackageConfigHelpers)
 
-install(TARGETS ember_host ember_cuda ember_scheduler ember ember_warnings
+install(TARGETS ember_host ember_cuda ember_transport ember_scheduler ember ember_warnings
   EXPORT emberTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-foreach(component host cuda scheduler)
+foreach(component host cuda transport scheduler)
   install(DIRECTORY ${PROJECT_SOURCE_DIR}/${component}/include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 endforeach()
 install(FILES ${PROJECT_BINARY_DIR}/generated/ember/config.hpp DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/ember)

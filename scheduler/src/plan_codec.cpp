@@ -3,13 +3,13 @@
 #include <ember/host/error.hpp>
 #include <ember/scheduler/plan_codec.hpp>
 
-#include "detail/wire.hpp"
+#include <ember/transport/byte_codec.hpp>
 
 namespace ember {
 namespace {
 
-using detail::byte_reader;
-using detail::byte_writer;
+using transport::byte_reader;
+using transport::byte_writer;
 
 // Raw column buffers are copied byte for byte, so the format's little-endian promise holds only
 // on little-endian hosts (x86-64, AArch64): a big-endian port would have to swap here.
@@ -39,7 +39,7 @@ std::vector<std::uint8_t> frame(std::vector<std::uint8_t> payload, std::uint16_t
   w.put(plan_format_version);
   w.put(kind);
   w.put(static_cast<std::uint64_t>(payload.size()));
-  w.put(detail::fnv1a64(payload));
+  w.put(transport::fnv1a64(payload));
   auto out = std::move(w.bytes());
   out.insert(out.end(), payload.begin(), payload.end());
   return out;
@@ -75,7 +75,7 @@ std::span<const std::uint8_t> unframe(std::span<const std::uint8_t> bytes, std::
     r.fail(std::to_string(r.remaining() - h.payload_bytes) + " trailing bytes after the payload");
   }
   auto payload = bytes.subspan(plan_header_bytes);
-  if (detail::fnv1a64(payload) != h.checksum) r.fail("checksum mismatch (the payload is corrupt)");
+  if (transport::fnv1a64(payload) != h.checksum) r.fail("checksum mismatch (the payload is corrupt)");
   return payload;
 }
 
@@ -575,7 +575,7 @@ std::vector<std::uint8_t> encode_plan(const plan& p) {
 
 plan decode_plan(std::span<const std::uint8_t> bytes) {
   auto payload = unframe(bytes, payload_plan);
-  byte_reader r(payload, plan_header_bytes);
+  byte_reader r(payload, "encoded plan", plan_header_bytes);
   plan p;
   p.root = r.get<std::int32_t>("the root");
   auto count = r.get_count("the node count", 5);
@@ -603,7 +603,7 @@ std::vector<std::uint8_t> encode_expression(const expression& e) {
 
 expression decode_expression(std::span<const std::uint8_t> bytes) {
   auto payload = unframe(bytes, payload_expression);
-  byte_reader r(payload, plan_header_bytes);
+  byte_reader r(payload, "encoded plan", plan_header_bytes);
   auto e = get_expression(r, 0);
   if (r.remaining() != 0)
     r.fail(std::to_string(r.remaining()) + " unread bytes after the expression");

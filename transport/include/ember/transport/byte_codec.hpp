@@ -1,15 +1,18 @@
 #pragma once
-// Little-endian, bounds-checked byte writing and reading for the plan codec. The reader never
-// reads past its span and checks every length against the bytes that remain before allocating.
+// Little-endian, bounds-checked byte writing and reading: the plan codec and every wire message
+// are written with these. The reader never reads past its span and checks every length against
+// the bytes that remain before allocating; its errors (ember::invalid_input) name what it was
+// reading ("encoded plan", "message 'run_task' from peer 10.0.0.2:4101") and the byte offset.
 #include <cstdint>
 #include <cstring>
 #include <ember/host/error.hpp>
 #include <span>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
-namespace ember::detail {
+namespace ember::transport {
 
 class byte_writer {
  public:
@@ -49,8 +52,10 @@ class byte_writer {
 
 class byte_reader {
  public:
-  explicit byte_reader(std::span<const std::uint8_t> bytes, std::size_t base = 0)
-      : _bytes(bytes), _base(base) {}
+  /// Reads `bytes`; `subject` names them in errors; `base` is their offset in a larger buffer.
+  explicit byte_reader(std::span<const std::uint8_t> bytes, std::string subject = "encoded plan",
+                       std::size_t base = 0)
+      : _bytes(bytes), _subject(std::move(subject)), _base(base) {}
 
   template <class T>
   requires std::is_integral_v<T> T get(const char* what) {
@@ -96,18 +101,19 @@ class byte_reader {
   [[nodiscard]] std::size_t remaining() const noexcept { return _bytes.size() - _pos; }
   [[nodiscard]] std::size_t position() const noexcept { return _base + _pos; }
   [[noreturn]] void fail(const std::string& why) const {
-    throw invalid_input("malformed encoded plan at byte " + std::to_string(position()) + ": " +
-                        why);
+    throw invalid_input("malformed " + _subject + " at byte " + std::to_string(position()) +
+                        ": " + why);
   }
 
  private:
   void need(std::size_t n, const char* what) const {
     if (n > remaining())
-      throw invalid_input("truncated encoded plan: " + std::string(what) + " needs " +
+      throw invalid_input("truncated " + _subject + ": " + std::string(what) + " needs " +
                           std::to_string(n) + " bytes at byte " + std::to_string(position()) +
                           " but only " + std::to_string(remaining()) + " remain");
   }
   std::span<const std::uint8_t> _bytes;
+  std::string _subject;
   std::size_t _base;
   std::size_t _pos = 0;
 };
@@ -122,4 +128,4 @@ inline std::uint64_t fnv1a64(std::span<const std::uint8_t> bytes) noexcept {
   return h;
 }
 
-}  // namespace ember::detail
+}  // namespace ember::transport
