@@ -1,19 +1,11 @@
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
-#include <ember/cuda/copying.hpp>
-#include <ember/cuda/expression.hpp>
-#include <ember/cuda/groupby.hpp>
-#include <ember/cuda/join.hpp>
-#include <ember/cuda/partition.hpp>
-#include <ember/cuda/sort.hpp>
-#include <ember/cuda/tokenize.hpp>
 #include <ember/host/column_factories.hpp>
 #include <ember/host/error.hpp>
 #include <ember/host/log.hpp>
 #include <ember/scheduler/block_store.hpp>
 #include <ember/scheduler/executor.hpp>
-#include <ember/scheduler/sources.hpp>
 #include <ember/scheduler/table_bytes.hpp>
 #include <future>
 #include <mutex>
@@ -21,6 +13,7 @@
 #include <thread>
 
 #include "detail/host_tables.hpp"
+#include "detail/task_runner.hpp"
 
 namespace ember {
 namespace {
@@ -31,17 +24,6 @@ constexpr auto poll_interval = std::chrono::milliseconds(50);
 
 double seconds_between(clock_type::time_point a, clock_type::time_point b) {
   return std::chrono::duration<double>(b - a).count();
-}
-
-// One partition's rows inside a task: a view and whatever keeps its memory alive.
-struct part {
-  std::shared_ptr<const void> owner;
-  table_view rows;
-};
-
-part own(table t) {
-  auto owner = std::make_shared<const table>(std::move(t));
-  return part{owner, owner->view()};
 }
 
 struct stage_state {
@@ -113,207 +95,44 @@ struct task {
   int partition = 0;
 };
 
-// Evaluates one task's stage body for its partition on the worker's context.
-class task_runner {
+// The executor's side of a task: blocks in the job's in-process store, results in the job.
+class local_task_io final : public detail::task_io {
  public:
-  task_runner(context& ctx, int device, job_state& job, int stage_index, int partition)
-      : _ctx(ctx),
-        _device(device),
-        _job(job),
-        _stage_index(stage_index),
-        _stage(job.plan.stages[static_cast<std::size_t>(stage_index)]),
-        _partition(partition) {}
-
-  task_runner(const task_runner&) = delete;
-  task_runner& operator=(const task_runner&) = delete;
-  ~task_runner() {
-    // A task that failed midway may still have queued work reading borrowed blocks.
-    if (!_borrowed.empty() && on_cuda()) {
-      try {
-        _ctx.synchronize();
-      } catch (...) {
-        logger().warn("{}: could not synchronise after a failed task", _ctx.options().name);
-      }
-    }
+  local_task_io(job_state& job, int stage, int partition)
+      : _job(job), _stage(stage), _partition(partition) {}
+  std::vector<block> exchange_input(int stage, int reduce_partition) override {
+    return _job.blocks.reduce_input(stage, reduce_partition);
   }
-
-  void run() {
-    auto out = eval(_stage.body.root, _partition);
-    auto rows = out.rows.num_rows();
-    auto bytes = table_bytes(out.rows, &_ctx);
-    write(std::move(out), bytes);
-    // write() waited for this worker's stream, so the blocks borrowed from other workers are no
-    // longer read by queued work and may be freed (on their producers' streams).
-    _borrowed.clear();
+  void put_block(int reduce_partition, block b) override {
+    _job.blocks.put({_stage, _partition, reduce_partition}, std::move(b));
+  }
+  void put_result(block b) override {
     std::lock_guard lock(_job.mutex);
-    auto& st = _job.stages[static_cast<std::size_t>(_stage_index)];
-    st.rows_out += rows;
-    st.bytes_out += bytes;
+    _job.results[static_cast<std::size_t>(_partition)] = std::move(b);
   }
+  bool stop_requested() const override { return _job.stop.stop_requested(); }
+  void add_label(const std::string& label, size_type rows, size_type bytes) override {
+    _job.add_label(label, rows, bytes);
+  }
+  void add_input(size_type rows, size_type bytes) override { _job.add_input(rows, bytes); }
+  bool blocks_on_host() const override { return _job.blocks_on_host; }
 
  private:
-  bool on_cuda() const { return _ctx.kind() == backend_kind::cuda; }
-  // Host memory that the worker's operators can read directly: its own accounted resource on the
-  // CPU backend; plain host memory (uploaded afterwards) on CUDA.
-  memory_resource& host_resource() { return on_cuda() ? default_host_resource() : _ctx.resource(); }
-  part on_device(part p) {
-    if (!on_cuda()) return p;
-    return own(to_device(p.rows, _ctx));
-  }
-  part source_part(part p) {
-    p = on_device(std::move(p));
-    _job.add_input(p.rows.num_rows(), table_bytes(p.rows, &_ctx));
-    return p;
-  }
-
-  part eval(node_id id, int p) {
-    if (_job.stop.stop_requested()) throw cancelled("cancelled: another task of the job failed");
-    const auto& node = _stage.body.nodes[static_cast<std::size_t>(id)];
-    part out = std::visit([&](const auto& n) { return eval_node(n, p); }, node.op);
-    if (!node.label.empty())
-      _job.add_label(node.label, out.rows.num_rows(), table_bytes(out.rows, &_ctx));
-    return out;
-  }
-
-  part eval_node(const table_source& n, int p) {
-    return source_part(part{n.data, table_partition(n, p, n.partitions)});
-  }
-  part eval_node(const text_source& n, int p) {
-    return source_part(own(text_partition(n, p, n.partitions, host_resource())));
-  }
-  part eval_node(const generate_source& n, int p) {
-    return source_part(own(generated_partition(n, p, n.partitions, host_resource())));
-  }
-  part eval_node(const exchange_source& n, int p) {
-    int reduce = n.mode == exchange_mode::hash ? p : 0;
-    auto blocks = _job.blocks.reduce_input(n.stage, reduce);
-    std::vector<part> pieces;
-    for (auto& b : blocks) {
-      if (b.rows.num_rows() == 0) continue;
-      part piece{std::move(b.owner), b.rows};
-      if (on_cuda() && b.device != _device) {
-        piece = own(to_device(piece.rows, _ctx));
-      } else if (on_cuda()) {
-        // Another worker's device memory, freed on its stream when the last owner lets go:
-        // keep it until this worker's stream has finished with it.
-        _borrowed.push_back(piece.owner);
-      }
-      pieces.push_back(std::move(piece));
-    }
-    if (pieces.size() == 1) return pieces.front();
-    if (pieces.empty()) {
-      return own(to_device(make_empty_table(n.columns.names, n.columns.types).view(), _ctx));
-    }
-    std::vector<table_view> views;
-    for (const auto& piece : pieces) views.push_back(piece.rows);
-    return own(concatenate(views, _ctx));
-  }
-  part eval_node(const project_node& n, int p) {
-    auto in = eval(n.input, p);
-    return own(project(in.rows, n.columns, _ctx));
-  }
-  part eval_node(const filter_node& n, int p) {
-    auto in = eval(n.input, p);
-    return own(filter(in.rows, n.predicate, _ctx));
-  }
-  part eval_node(const tokenize_node& n, int p) {
-    auto in = eval(n.input, p);
-    return own(tokenize(in.rows, n.column, n.output, _ctx));
-  }
-  part eval_node(const aggregate_node& n, int p) {
-    auto in = eval(n.input, p);
-    return own(group_by(in.rows, n.keys, n.aggregations, _ctx));
-  }
-  part eval_node(const distinct_node& n, int p) {
-    auto in = eval(n.input, p);
-    return own(distinct(in.rows, n.columns, _ctx));
-  }
-  part eval_node(const sort_node& n, int p) {
-    auto in = eval(n.input, p);
-    return own(sort(in.rows, n.keys, _ctx));
-  }
-  part eval_node(const top_k_node& n, int p) {
-    auto in = eval(n.input, p);
-    return own(top_k(in.rows, n.keys, n.k, _ctx));
-  }
-  part eval_node(const limit_node& n, int p) {
-    auto in = eval(n.input, p);
-    auto rows = std::min(n.count, in.rows.num_rows());
-    return part{std::move(in.owner), in.rows.slice(0, rows)};
-  }
-  part eval_node(const join_node& n, int p) {
-    auto left = eval(n.left, p);
-    auto right = eval(n.right, p);
-    return own(hash_join(left.rows, right.rows, n.left_keys, n.right_keys, n.kind, _ctx));
-  }
-  part eval_node(const concat_node& n, int p) {
-    const auto& counts = _job.node_partitions[static_cast<std::size_t>(_stage_index)];
-    for (auto input : n.inputs) {
-      int count = counts[static_cast<std::size_t>(input)];
-      if (p < count) return eval(input, p);
-      p -= count;
-    }
-    throw logic_error("concat: partition out of range");
-  }
-
-  // Where blocks live: the producer's memory, unless workers sit on different devices.
-  part for_exchange(part p) {
-    if (on_cuda() && _job.blocks_on_host) return own(to_host(p.rows, _ctx));
-    return p;
-  }
-  int block_device(const part& p) const {
-    return on_cuda() && p.rows.num_columns() > 0 && p.rows.column(0).kind() == memory_kind::device
-               ? _device
-               : -1;
-  }
-
-  // Publishes the task's output. On CUDA the stream is synchronised first: other workers read
-  // blocks on their own streams, and must see finished data.
-  void write(part out, size_type bytes) {
-    const auto& spec = _stage.output;
-    switch (spec.mode) {
-      case exchange_mode::hash: {
-        auto split = hash_partition(out.rows, spec.keys, spec.partitions, _ctx);
-        auto whole = for_exchange(own(std::move(split.rows)));
-        _ctx.synchronize();
-        int device = block_device(whole);
-        for (int r = 0; r < spec.partitions; ++r) {
-          auto rows = whole.rows.slice(split.offsets[static_cast<std::size_t>(r)],
-                                       split.offsets[static_cast<std::size_t>(r) + 1]);
-          auto block_bytes = table_bytes(rows, &_ctx);
-          _job.blocks.put({_stage_index, _partition, r},
-                          block{whole.owner, rows, device, block_bytes});
-        }
-        return;
-      }
-      case exchange_mode::gather:
-      case exchange_mode::broadcast: {
-        auto whole = for_exchange(std::move(out));
-        _ctx.synchronize();
-        int device = block_device(whole);
-        _job.blocks.put({_stage_index, _partition, 0},
-                        block{std::move(whole.owner), whole.rows, device, bytes});
-        return;
-      }
-      case exchange_mode::result: {
-        // Results go to the caller in plain host memory: they must outlive the workers.
-        if (on_cuda()) out = own(to_host(out.rows, _ctx));
-        std::lock_guard lock(_job.mutex);
-        _job.results[static_cast<std::size_t>(_partition)] =
-            block{std::move(out.owner), out.rows, -1, bytes};
-        return;
-      }
-    }
-  }
-
-  context& _ctx;
-  int _device;
-  std::vector<std::shared_ptr<const void>> _borrowed;
   job_state& _job;
-  int _stage_index;
-  const stage& _stage;
+  int _stage;
   int _partition;
 };
+
+void run_local_task(context& ctx, int device, job_state& job, int stage_index, int partition) {
+  local_task_io io(job, stage_index, partition);
+  const auto& s = job.plan.stages[static_cast<std::size_t>(stage_index)];
+  auto out = detail::run_task(ctx, device, s, job.node_partitions[static_cast<std::size_t>(stage_index)],
+                              partition, io);
+  std::lock_guard lock(job.mutex);
+  auto& st = job.stages[static_cast<std::size_t>(stage_index)];
+  st.rows_out += out.rows;
+  st.bytes_out += out.bytes;
+}
 
 void validate(const physical_plan& job) {
   EMBER_EXPECTS(!job.stages.empty(), invalid_input, "the physical plan has no stages");
@@ -470,7 +289,7 @@ struct executor::impl {
     auto start = clock_type::now();
     if (!job.stop.stop_requested()) {
       try {
-        task_runner(*w.ctx, w.options.device, job, t.stage, t.partition).run();
+        run_local_task(*w.ctx, w.options.device, job, t.stage, t.partition);
       } catch (...) {
         job.fail(std::current_exception());
       }
@@ -540,14 +359,7 @@ struct executor::impl {
     job->stages.resize(plan.stages.size());
     for (std::size_t s = 0; s < plan.stages.size(); ++s) {
       const auto& st = plan.stages[s];
-      std::vector<int> counts;
-      for (std::size_t n = 0; n < st.body.nodes.size(); ++n)
-        counts.push_back(body_partitions(st.body, static_cast<node_id>(n)));
-      EMBER_EXPECTS(counts[static_cast<std::size_t>(st.body.root)] == st.partitions, invalid_input,
-                    "stage " + std::to_string(s) + " has " + std::to_string(st.partitions) +
-                        " partitions but its body produces " +
-                        std::to_string(counts[static_cast<std::size_t>(st.body.root)]));
-      job->node_partitions.push_back(std::move(counts));
+      job->node_partitions.push_back(detail::node_partitions_of(st, static_cast<int>(s)));
       job->stages[s].tasks_total = st.partitions;
       job->stages[s].inputs_left = static_cast<int>(st.inputs.size());
       for (auto in : st.inputs) ++job->stages[static_cast<std::size_t>(in)].consumers_left;

@@ -1,0 +1,264 @@
+#include <algorithm>
+#include <ember/cuda/copying.hpp>
+#include <ember/cuda/expression.hpp>
+#include <ember/cuda/groupby.hpp>
+#include <ember/cuda/join.hpp>
+#include <ember/cuda/partition.hpp>
+#include <ember/cuda/sort.hpp>
+#include <ember/cuda/tokenize.hpp>
+#include <ember/host/column_factories.hpp>
+#include <ember/host/error.hpp>
+#include <ember/host/log.hpp>
+#include <ember/scheduler/sources.hpp>
+#include <ember/scheduler/table_bytes.hpp>
+
+#include "detail/task_runner.hpp"
+
+namespace ember::detail {
+namespace {
+
+// One partition's rows inside a task: a view and whatever keeps its memory alive.
+struct part {
+  std::shared_ptr<const void> owner;
+  table_view rows;
+};
+
+part own(table t) {
+  auto owner = std::make_shared<const table>(std::move(t));
+  return part{owner, owner->view()};
+}
+
+class task_evaluator {
+ public:
+  task_evaluator(context& ctx, int device, const stage& s, const std::vector<int>& node_partitions,
+                 task_io& io)
+      : _ctx(ctx), _device(device), _stage(s), _node_partitions(node_partitions), _io(io) {}
+
+  task_evaluator(const task_evaluator&) = delete;
+  task_evaluator& operator=(const task_evaluator&) = delete;
+  ~task_evaluator() {
+    // A task that failed midway may still have queued work reading borrowed blocks.
+    if (!_borrowed.empty() && on_cuda()) {
+      try {
+        _ctx.synchronize();
+      } catch (...) {
+        logger().warn("{}: could not synchronise after a failed task", _ctx.options().name);
+      }
+    }
+  }
+
+  task_output run(int partition) {
+    auto out = eval(_stage.body.root, partition);
+    task_output result{out.rows.num_rows(), table_bytes(out.rows, &_ctx)};
+    write(std::move(out), result.bytes);
+    // write() waited for this worker's stream, so the blocks borrowed from other workers are no
+    // longer read by queued work and may be freed (on their producers' streams).
+    _borrowed.clear();
+    return result;
+  }
+
+ private:
+  bool on_cuda() const { return _ctx.kind() == backend_kind::cuda; }
+  // Host memory that the worker's operators can read directly: its own accounted resource on the
+  // CPU backend; plain host memory (uploaded afterwards) on CUDA.
+  memory_resource& host_resource() { return on_cuda() ? default_host_resource() : _ctx.resource(); }
+  part on_device(part p) {
+    if (!on_cuda()) return p;
+    return own(to_device(p.rows, _ctx));
+  }
+  part source_part(part p) {
+    p = on_device(std::move(p));
+    _io.add_input(p.rows.num_rows(), table_bytes(p.rows, &_ctx));
+    return p;
+  }
+
+  part eval(node_id id, int p) {
+    if (_io.stop_requested()) throw cancelled("cancelled: another task of the job failed");
+    const auto& node = _stage.body.nodes[static_cast<std::size_t>(id)];
+    part out = std::visit([&](const auto& n) { return eval_node(n, p); }, node.op);
+    if (!node.label.empty())
+      _io.add_label(node.label, out.rows.num_rows(), table_bytes(out.rows, &_ctx));
+    return out;
+  }
+
+  part eval_node(const table_source& n, int p) {
+    return source_part(part{n.data, table_partition(n, p, n.partitions)});
+  }
+  part eval_node(const text_source& n, int p) {
+    return source_part(own(text_partition(n, p, n.partitions, host_resource())));
+  }
+  part eval_node(const generate_source& n, int p) {
+    return source_part(own(generated_partition(n, p, n.partitions, host_resource())));
+  }
+  part eval_node(const exchange_source& n, int p) {
+    int reduce = n.mode == exchange_mode::hash ? p : 0;
+    auto blocks = _io.exchange_input(n.stage, reduce);
+    std::vector<part> pieces;
+    for (auto& b : blocks) {
+      if (b.rows.num_rows() == 0) continue;
+      part piece{std::move(b.owner), b.rows};
+      if (on_cuda() && b.device != _device) {
+        piece = own(to_device(piece.rows, _ctx));
+      } else if (on_cuda()) {
+        // Another worker's device memory, freed on its stream when the last owner lets go:
+        // keep it until this worker's stream has finished with it.
+        _borrowed.push_back(piece.owner);
+      }
+      pieces.push_back(std::move(piece));
+    }
+    if (pieces.size() == 1) return pieces.front();
+    if (pieces.empty()) {
+      return own(to_device(make_empty_table(n.columns.names, n.columns.types).view(), _ctx));
+    }
+    std::vector<table_view> views;
+    for (const auto& piece : pieces) views.push_back(piece.rows);
+    return own(concatenate(views, _ctx));
+  }
+  part eval_node(const project_node& n, int p) {
+    auto in = eval(n.input, p);
+    return own(project(in.rows, n.columns, _ctx));
+  }
+  part eval_node(const filter_node& n, int p) {
+    auto in = eval(n.input, p);
+    return own(filter(in.rows, n.predicate, _ctx));
+  }
+  part eval_node(const tokenize_node& n, int p) {
+    auto in = eval(n.input, p);
+    return own(tokenize(in.rows, n.column, n.output, _ctx));
+  }
+  part eval_node(const aggregate_node& n, int p) {
+    auto in = eval(n.input, p);
+    return own(group_by(in.rows, n.keys, n.aggregations, _ctx));
+  }
+  part eval_node(const distinct_node& n, int p) {
+    auto in = eval(n.input, p);
+    return own(distinct(in.rows, n.columns, _ctx));
+  }
+  part eval_node(const sort_node& n, int p) {
+    auto in = eval(n.input, p);
+    return own(sort(in.rows, n.keys, _ctx));
+  }
+  part eval_node(const top_k_node& n, int p) {
+    auto in = eval(n.input, p);
+    return own(top_k(in.rows, n.keys, n.k, _ctx));
+  }
+  part eval_node(const limit_node& n, int p) {
+    auto in = eval(n.input, p);
+    auto rows = std::min(n.count, in.rows.num_rows());
+    return part{std::move(in.owner), in.rows.slice(0, rows)};
+  }
+  part eval_node(const join_node& n, int p) {
+    auto left = eval(n.left, p);
+    auto right = eval(n.right, p);
+    return own(hash_join(left.rows, right.rows, n.left_keys, n.right_keys, n.kind, _ctx));
+  }
+  part eval_node(const concat_node& n, int p) {
+    for (auto input : n.inputs) {
+      int count = _node_partitions[static_cast<std::size_t>(input)];
+      if (p < count) return eval(input, p);
+      p -= count;
+    }
+    throw logic_error("concat: partition out of range");
+  }
+
+  // Where blocks live: the producer's memory, unless its consumers cannot read it.
+  part for_exchange(part p) {
+    if (on_cuda() && _io.blocks_on_host()) return own(to_host(p.rows, _ctx));
+    return p;
+  }
+  int block_device(const part& p) const {
+    return on_cuda() && p.rows.num_columns() > 0 && p.rows.column(0).kind() == memory_kind::device
+               ? _device
+               : -1;
+  }
+
+  // Publishes the task's output. On CUDA the stream is synchronised first: consumers read
+  // blocks on their own streams, and must see finished data.
+  void write(part out, size_type bytes) {
+    const auto& spec = _stage.output;
+    switch (spec.mode) {
+      case exchange_mode::hash: {
+        auto split = hash_partition(out.rows, spec.keys, spec.partitions, _ctx);
+        auto whole = for_exchange(own(std::move(split.rows)));
+        _ctx.synchronize();
+        int device = block_device(whole);
+        for (int r = 0; r < spec.partitions; ++r) {
+          auto rows = whole.rows.slice(split.offsets[static_cast<std::size_t>(r)],
+                                       split.offsets[static_cast<std::size_t>(r) + 1]);
+          auto block_bytes = table_bytes(rows, &_ctx);
+          _io.put_block(r, block{whole.owner, rows, device, block_bytes});
+        }
+        return;
+      }
+      case exchange_mode::gather:
+      case exchange_mode::broadcast: {
+        auto whole = for_exchange(std::move(out));
+        _ctx.synchronize();
+        int device = block_device(whole);
+        _io.put_block(0, block{std::move(whole.owner), whole.rows, device, bytes});
+        return;
+      }
+      case exchange_mode::result: {
+        // Results go to the caller in plain host memory: they must outlive the workers.
+        if (on_cuda()) out = own(to_host(out.rows, _ctx));
+        _io.put_result(block{std::move(out.owner), out.rows, -1, bytes});
+        return;
+      }
+    }
+  }
+
+  context& _ctx;
+  int _device;
+  const stage& _stage;
+  const std::vector<int>& _node_partitions;
+  task_io& _io;
+  std::vector<std::shared_ptr<const void>> _borrowed;
+};
+
+void collect_inputs(const stage& s, const std::vector<int>& counts, node_id id, int p,
+                    std::vector<std::pair<int, int>>& out) {
+  const auto& op = s.body.nodes[static_cast<std::size_t>(id)].op;
+  if (const auto* ex = std::get_if<exchange_source>(&op)) {
+    std::pair<int, int> key{ex->stage, ex->mode == exchange_mode::hash ? p : 0};
+    if (std::find(out.begin(), out.end(), key) == out.end()) out.push_back(key);
+    return;
+  }
+  if (const auto* cat = std::get_if<concat_node>(&op)) {
+    for (auto input : cat->inputs) {
+      int count = counts[static_cast<std::size_t>(input)];
+      if (p < count) return collect_inputs(s, counts, input, p, out);
+      p -= count;
+    }
+    return;
+  }
+  for (auto input : inputs_of(op)) collect_inputs(s, counts, input, p, out);
+}
+
+}  // namespace
+
+std::vector<int> node_partitions_of(const stage& s, int stage_index) {
+  std::vector<int> counts;
+  for (std::size_t n = 0; n < s.body.nodes.size(); ++n)
+    counts.push_back(body_partitions(s.body, static_cast<node_id>(n)));
+  EMBER_EXPECTS(s.body.root >= 0 && static_cast<std::size_t>(s.body.root) < counts.size(),
+                invalid_input, "stage " + std::to_string(stage_index) + " has no root");
+  EMBER_EXPECTS(counts[static_cast<std::size_t>(s.body.root)] == s.partitions, invalid_input,
+                "stage " + std::to_string(stage_index) + " has " + std::to_string(s.partitions) +
+                    " partitions but its body produces " +
+                    std::to_string(counts[static_cast<std::size_t>(s.body.root)]));
+  return counts;
+}
+
+std::vector<std::pair<int, int>> task_inputs(const stage& s, const std::vector<int>& node_partitions,
+                                             int partition) {
+  std::vector<std::pair<int, int>> out;
+  collect_inputs(s, node_partitions, s.body.root, partition, out);
+  return out;
+}
+
+task_output run_task(context& ctx, int device, const stage& s,
+                     const std::vector<int>& node_partitions, int partition, task_io& io) {
+  return task_evaluator(ctx, device, s, node_partitions, io).run(partition);
+}
+
+}  // namespace ember::detail
