@@ -13,7 +13,9 @@
 
 #include "bench_ops.hpp"
 #include "run_command.hpp"
+#include "service_commands.hpp"
 #include "size_parser.hpp"
+#include "status_command.hpp"
 
 namespace {
 
@@ -27,7 +29,7 @@ int run_cli(int argc, char** argv) {
   // ember run JOB
   cli::run_options run;
   std::string run_rows, run_scale, run_backend = "auto", run_memory;
-  auto* run_cmd = app.add_subcommand("run", "Run a built-in job on the embedded local cluster");
+  auto* run_cmd = app.add_subcommand("run", "Run a built-in job (embedded local cluster unless --scheduler)");
   run_cmd->add_option("job", run.job, "wordcount, groupby, join, sort or enrich")->required();
   run_cmd->add_option("--input", run.inputs, "Input text files (wordcount)");
   run_cmd->add_option("--top", run.top, "Keep only the first N result rows (0: all)");
@@ -39,6 +41,50 @@ int run_cli(int argc, char** argv) {
   run_cmd->add_option("--workers", run.workers, "Worker threads of the local cluster (0: auto)");
   run_cmd->add_option("--device-memory-limit", run_memory, "Budget of each worker's device tier");
   run_cmd->add_flag("--quiet", run.quiet, "Print no progress");
+  std::string run_exchange = "auto";
+  run_cmd->add_option("--exchange", run_exchange,
+                      "Shuffle path between GPU workers: auto, ucx or nccl");
+  run_cmd->add_option("--timeout-ms", run.timeout_ms, "Fail the job after this long (0: never)");
+  run.cluster.add_to(*run_cmd);
+
+  // ember scheduler
+  scheduler_service_options sched;
+  std::string sched_token_file;
+  auto* sched_cmd = app.add_subcommand("scheduler", "Run the cluster's scheduler");
+  sched_cmd->add_option("--listen", sched.listen, "HOST:PORT to listen on (default 127.0.0.1:4242)");
+  sched_cmd->add_option("--data", sched.data_dir, "Folder for the scheduler's state")->required();
+  sched_cmd->add_option("--token-file", sched_token_file,
+                        "File holding the cluster token (required off loopback)");
+  sched_cmd->add_flag("--shared-memory", sched.shared_memory,
+                      "Let UCX use shared memory to processes on this host");
+  int heartbeat_ms = 250;
+  sched_cmd->add_option("--heartbeat-ms", heartbeat_ms, "Workers' heartbeat interval");
+  sched_cmd->add_option("--max-attempts", sched.max_attempts, "Runs of a task before its job fails");
+
+  // ember worker
+  worker_service_options worker;
+  std::string worker_backend = "auto", worker_memory, worker_token_file;
+  auto* worker_cmd = app.add_subcommand("worker", "Run a worker (one per GPU, or CPU worker)");
+  worker_cmd->add_option("--scheduler", worker.scheduler, "The scheduler's HOST:PORT")->required();
+  worker_cmd->add_option("--backend", worker_backend, "auto, cpu or cuda");
+  worker_cmd->add_option("--gpu", worker.gpu, "CUDA device of this worker");
+  worker_cmd->add_option("--listen", worker.listen,
+                         "HOST[:PORT] where peers fetch blocks (default: the address that "
+                         "reaches the scheduler)");
+  worker_cmd->add_option("--device-memory-limit", worker_memory, "Budget of each task slot's device tier");
+  worker_cmd->add_option("--slots", worker.task_slots, "Tasks run at once (default 2)");
+  worker_cmd->add_option("--cpu-threads", worker.cpu_threads, "OpenMP threads per CPU task slot");
+  worker_cmd->add_option("--token-file", worker_token_file, "File holding the cluster token");
+  worker_cmd->add_option("--name", worker.name, "Name in logs and `ember status`");
+  worker_cmd->add_flag("--shared-memory", worker.shared_memory,
+                       "Let UCX use shared memory to processes on this host");
+
+  // ember status
+  cli::cluster_flags status_cluster;
+  bool status_json = false;
+  auto* status_cmd = app.add_subcommand("status", "Workers, their backend, memory and tasks");
+  status_cluster.add_to(*status_cmd);
+  status_cmd->add_flag("--json", status_json, "Print JSON");
 
   // ember bench ops
   auto* bench_cmd = app.add_subcommand("bench", "Benchmarks");
@@ -69,8 +115,24 @@ int run_cli(int argc, char** argv) {
     EMBER_EXPECTS(run.top >= 0, invalid_input, "--top: negative count " + std::to_string(run.top));
     EMBER_EXPECTS(run.workers >= 0, invalid_input, "--workers: negative count");
     run.backend = parse_backend_choice(run_backend);
+    run.exchange = cli::parse_exchange(run_exchange);
+    EMBER_EXPECTS(run.timeout_ms >= 0, invalid_input, "--timeout-ms: negative");
     return cli::run_job_command(run);
   }
+  if (*sched_cmd) {
+    if (!sched_token_file.empty()) sched.token = cli::read_token_file(sched_token_file);
+    EMBER_EXPECTS(heartbeat_ms > 0, invalid_input, "--heartbeat-ms must be positive");
+    sched.heartbeat_interval = std::chrono::milliseconds(heartbeat_ms);
+    return cli::run_scheduler_command(sched);
+  }
+  if (*worker_cmd) {
+    worker.backend = parse_backend_choice(worker_backend);
+    if (!worker_memory.empty())
+      worker.device_memory_limit = cli::parse_size(worker_memory, "--device-memory-limit");
+    if (!worker_token_file.empty()) worker.token = cli::read_token_file(worker_token_file);
+    return cli::run_worker_command(worker);
+  }
+  if (*status_cmd) return cli::run_status_command(status_cluster, status_json);
   if (*ops_cmd) {
     if (!ops_rows.empty()) ops.rows = cli::parse_count(ops_rows, "--rows");
     ops.backend = parse_backend_choice(ops_backend);

@@ -36,7 +36,9 @@ int run_job_command(const run_options& options) {
       bar.update(stage, done, total);
     };
   }
-  auto c = client::local(co);
+  co.exchange = options.exchange;
+  co.job_timeout = std::chrono::milliseconds(options.timeout_ms);
+  auto c = options.cluster.make_client(co);
 
   job_options jo;
   jo.inputs = options.inputs;
@@ -47,8 +49,9 @@ int run_job_command(const run_options& options) {
   auto report = run_job(c, options.job, jo);
   bar.finish();
 
-  std::cout << "ember run " << options.job << " on " << c.num_workers() << " "
-            << to_string(c.backend()) << " worker(s): " << report.input_rows << " input rows ("
+ std::cout << "ember run " << options.job << " on " << c.num_workers() << " "
+            << to_string(c.backend()) << " worker(s)"
+            << (c.remote() ? " of " + options.cluster.scheduler : std::string()) << ": " << report.input_rows << " input rows ("
             << human_bytes(static_cast<double>(report.input_bytes)) << ") in ";
   char secs[32];
   std::snprintf(secs, sizeof(secs), "%.3f s", report.seconds);

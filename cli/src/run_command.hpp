@@ -6,6 +6,8 @@
 
 #include <ember/cuda/context.hpp>
 
+#include "cluster_flags.hpp"
+
 namespace ember::cli {
 
 struct run_options {
@@ -20,9 +22,12 @@ struct run_options {
   int workers = 0;
   std::size_t device_memory_limit = tracking_resource::unlimited;
   bool quiet = false;
+  cluster_flags cluster;
+  exchange_choice exchange = exchange_choice::automatic;
+  std::int64_t timeout_ms = 0;
 };
 
-/// `ember run JOB`: runs a built-in job on the embedded local cluster, prints the result (and
+/// `ember run JOB`: runs a built-in job on the embedded local cluster or on a scheduler's, prints the result (and
 /// per-stage timings), writes it as CSV when asked. Returns the exit code.
 int run_job_command(const run_options& options);
 

@@ -39,6 +39,14 @@ void block_store::erase_stage(int stage) {
   _blocks.erase(first, last);
 }
 
+void block_store::erase_task(int stage, int map_partition) {
+  std::lock_guard lock(_mutex);
+  auto first = _blocks.lower_bound(block_key{stage, map_partition, 0});
+  auto last = _blocks.lower_bound(block_key{stage, map_partition + 1, 0});
+  for (auto it = first; it != last; ++it) _bytes -= it->second.bytes;
+  _blocks.erase(first, last);
+}
+
 void block_store::clear() {
   std::lock_guard lock(_mutex);
   _blocks.clear();

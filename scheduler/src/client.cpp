@@ -4,6 +4,7 @@
 #include <ember/scheduler/schema_inference.hpp>
 
 #include "detail/client_state.hpp"
+#include "detail/remote_session.hpp"
 
 namespace ember {
 
@@ -16,6 +17,7 @@ void client_state::expect_open() const {
 
 job_result client_state::run(const plan& p) const {
   expect_open();
+  if (remote) return remote->run(p);
   auto stages = plan_stages(p, planner);
   run_options ro;
   ro.progress = options.progress;
@@ -46,6 +48,20 @@ client client::local(const client_options& options) {
   return client(std::move(state));
 }
 
+client client::connect(const std::string& scheduler, const client_options& options) {
+  EMBER_EXPECTS(options.partitions_per_worker >= 1, invalid_input,
+                "partitions per worker must be at least 1, not " +
+                    std::to_string(options.partitions_per_worker));
+  EMBER_EXPECTS(options.job_timeout.count() >= 0, invalid_input, "negative job timeout");
+  auto state = std::make_shared<detail::client_state>();
+  state->options = options;
+  state->remote = std::make_shared<detail::remote_session>(scheduler, options);
+  state->planner.partitions = std::max(1, static_cast<int>(state->remote->status().workers.size())) *
+                              options.partitions_per_worker;
+  state->planner.broadcast_limit_rows = options.broadcast_limit_rows;
+  return client(std::move(state));
+}
+
 client::client(std::shared_ptr<detail::client_state> state) : _state(std::move(state)) {}
 client::client(client&&) noexcept = default;
 client& client::operator=(client&& other) noexcept {
@@ -60,7 +76,8 @@ client::~client() { shutdown(); }
 void client::shutdown() noexcept {
   if (!_state) return;
   _state->closed.store(true);
-  _state->workers->shutdown();
+  if (_state->workers) _state->workers->shutdown();
+  if (_state->remote) _state->remote->close();
 }
 
 dataset client::from_plan(plan p) const {
@@ -103,13 +120,52 @@ job_result client::run(const plan& p) const { return _state->run(p); }
 
 physical_plan client::explain(const plan& p) const { return plan_stages(p, _state->planner); }
 
-int client::num_workers() const { return _state->workers->num_workers(); }
-
-std::vector<std::string> client::worker_descriptions() const {
-  return _state->workers->worker_descriptions();
+int client::num_workers() const {
+  if (!_state->remote) return _state->workers->num_workers();
+  int alive = 0;
+  for (const auto& w : status().workers) alive += w.alive ? 1 : 0;
+  return alive;
 }
 
-backend_kind client::backend() const { return _state->workers->backend(); }
+cluster_status client::status() const {
+  _state->expect_open();
+  if (_state->remote) return _state->remote->status();
+  cluster_status out;
+  out.scheduler = "embedded local cluster";
+  auto descriptions = _state->workers->worker_descriptions();
+  for (std::size_t i = 0; i < descriptions.size(); ++i) {
+    worker_status_info w;
+    w.id = static_cast<int>(i);
+    w.name = "worker " + std::to_string(i);
+    w.address = "in process";
+    w.backend = _state->workers->backend() == backend_kind::cuda ? "cuda" : "cpu";
+    w.description = descriptions[i];
+    w.memory_limit = _state->options.device_memory_limit == tracking_resource::unlimited
+                         ? 0
+                         : _state->options.device_memory_limit;
+    out.workers.push_back(std::move(w));
+  }
+  return out;
+}
+
+bool client::remote() const noexcept { return _state && _state->remote != nullptr; }
+
+std::vector<std::string> client::worker_descriptions() const {
+  if (!_state->remote) return _state->workers->worker_descriptions();
+  std::vector<std::string> out;
+  for (const auto& w : status().workers) {
+    if (!w.alive) continue;
+    out.push_back("worker " + std::to_string(w.id) + " (" + w.name + "): " + w.description);
+  }
+  return out;
+}
+
+backend_kind client::backend() const {
+  if (!_state->remote) return _state->workers->backend();
+  for (const auto& w : status().workers)
+    if (w.alive) return w.backend == "cuda" ? backend_kind::cuda : backend_kind::cpu;
+  return backend_kind::cpu;
+}
 
 int client::default_partitions() const { return _state->planner.partitions; }
 

@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <ucp/api/ucp.h>
 
 #include <algorithm>
@@ -103,6 +104,21 @@ host_port parse_host_port(const std::string& text) {
   EMBER_EXPECTS(out.port <= 65535, invalid_input, "'" + text + "': port out of range");
   EMBER_EXPECTS(!out.host.empty(), invalid_input, "'" + text + "' has no host");
   return out;
+}
+
+std::string local_address_towards(const std::string& host, int port) {
+  auto target = resolve(host, port);
+  int fd = ::socket(target.ss_family, SOCK_DGRAM, 0);
+  if (fd < 0) throw transport_error("cannot open a socket to find the route to " + host);
+  socklen_t len = target.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  sockaddr_storage local{};
+  socklen_t local_len = sizeof local;
+  bool ok = ::connect(fd, reinterpret_cast<const sockaddr*>(&target), len) == 0 &&
+            ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len) == 0;
+  ::close(fd);
+  if (!ok) throw transport_error("no route to " + host + ":" + std::to_string(port));
+  auto text = sockaddr_text(local);
+  return text.substr(0, text.rfind(':'));
 }
 
 bool is_loopback(const std::string& host) {

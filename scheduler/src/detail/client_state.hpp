@@ -10,10 +10,13 @@
 
 namespace ember::detail {
 
+class remote_session;
+
 struct client_state {
   client_options options;
   planner_options planner;
-  std::unique_ptr<executor> workers;
+  std::unique_ptr<executor> workers;        // local clusters
+  std::shared_ptr<remote_session> remote;  // clients of a scheduler
   std::atomic<bool> closed{false};
 
   /// Plans and runs `p`. Throws ember::invalid_input once the client is shut down.

@@ -48,6 +48,9 @@ class block_store {
   [[nodiscard]] std::vector<block> reduce_input(int stage, int reduce_partition) const;
   /// Drops every block of `stage`.
   void erase_stage(int stage);
+  /// Drops the blocks that map task (stage, map_partition) wrote, so that a task that runs again
+  /// (after a lost worker) can write them anew.
+  void erase_task(int stage, int map_partition);
   /// Drops everything.
   void clear();
   /// Number of blocks held.

@@ -1,7 +1,8 @@
 #pragma once
-// ember::client: the entry point of the C++ API. Today it starts an embedded local cluster (a
-// pool of worker threads in this process, one backend context each) and runs jobs on it; the
-// same interface will connect to a remote scheduler.
+// ember::client: the entry point of the C++ API. client::local() starts an embedded local
+// cluster (a pool of worker threads in this process, one backend context each);
+// client::connect() talks to a running `ember scheduler` over UCX. Both run the same plans with
+// the same results.
 //
 //   auto c = ember::client::local();
 //   auto counts = c.read_text({"a.txt"}).tokenize("line", "word")
@@ -20,6 +21,37 @@
 #include <vector>
 
 namespace ember {
+
+/// How hash exchanges move between GPU workers: `automatic` uses one NCCL all-to-all per stage
+/// when every worker is a CUDA worker, UCX otherwise; `ucx` and `nccl` force a path (`nccl` fails
+/// the job when a worker is not a CUDA worker).
+enum class exchange_choice : std::uint8_t { automatic, ucx, nccl };
+
+/// One worker as the scheduler sees it.
+struct worker_status_info {
+  int id = 0;
+  std::string name;
+  std::string address;  ///< where peers fetch its blocks
+  std::string backend;  ///< "cpu" or "cuda"
+  int device = -1;
+  std::string description;
+  bool alive = true;
+  std::int64_t heartbeat_age_ms = 0;
+  int slots = 1;
+  int running_tasks = 0, queued_tasks = 0, assigned_tasks = 0;
+  std::uint64_t memory_limit = 0;  ///< per task slot, bytes; 0: none
+  std::uint64_t memory_used = 0, memory_peak = 0, block_bytes = 0;
+  std::int64_t pid = 0;
+};
+
+/// The cluster: its scheduler and workers.
+struct cluster_status {
+  std::string scheduler;  ///< "embedded local cluster" or the scheduler's address and transport
+  std::vector<worker_status_info> workers;
+  int running_jobs = 0;
+  std::int64_t finished_jobs = 0;
+  std::int64_t tasks_done = 0;
+};
 
 struct client_options {
   /// Backend of the workers: `automatic` is one CUDA worker per GPU when CUDA is usable, else
@@ -43,6 +75,14 @@ struct client_options {
   std::chrono::milliseconds job_timeout{0};
   /// Progress of every job's stages (see executor.hpp): called on the thread that runs the job.
   progress_callback progress;
+
+  // ---- connect() only ---------------------------------------------------------------------
+  /// The cluster token (contents of the scheduler's token file).
+  std::string token;
+  /// Let UCX use shared memory to a scheduler on this host.
+  bool shared_memory = false;
+  /// The shuffle path of GPU workers.
+  exchange_choice exchange = exchange_choice::automatic;
 };
 
 /// A connection to a cluster: here, the embedded local one. Move-only. Thread-safe: datasets
@@ -52,6 +92,12 @@ class client {
   /// Starts the embedded local cluster. Throws ember::invalid_input for bad options (negative
   /// counts, CUDA requested but unavailable), or what a worker's context creation threw.
   [[nodiscard]] static client local(const client_options& options = {});
+  /// Connects to the scheduler at HOST:PORT. Options that shape jobs (partitions per worker,
+  /// broadcast limit, job timeout, progress, exchange) apply; backend, workers, cpu_threads,
+  /// device_memory_limit and fast_paths belong to the workers' own command lines and are
+  /// ignored. Throws ember::transport_error (unreachable, wrong token) or ember::timeout.
+  [[nodiscard]] static client connect(const std::string& scheduler,
+                                      const client_options& options = {});
 
   client(client&&) noexcept;
   client& operator=(client&&) noexcept;
@@ -85,8 +131,14 @@ class client {
   [[nodiscard]] physical_plan explain(const plan& p) const;
 
   // ---- the cluster --------------------------------------------------------------------------
+  /// Live workers (remote: as the scheduler reports them now).
   [[nodiscard]] int num_workers() const;
+  /// Workers, their backends, memory and tasks.
+  [[nodiscard]] cluster_status status() const;
+  /// True for a client of a remote scheduler.
+  [[nodiscard]] bool remote() const noexcept;
   [[nodiscard]] std::vector<std::string> worker_descriptions() const;
+  /// The backend of the (first live) worker.
   [[nodiscard]] backend_kind backend() const;
   /// workers * partitions_per_worker.
   [[nodiscard]] int default_partitions() const;

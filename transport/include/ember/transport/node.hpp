@@ -157,6 +157,10 @@ struct host_port {
 };
 [[nodiscard]] host_port parse_host_port(const std::string& text);
 
+/// The local IP address this host would use to reach host:port (no packet is sent). Throws
+/// ember::transport_error when there is no route.
+[[nodiscard]] std::string local_address_towards(const std::string& host, int port);
+
 /// True for addresses on the loopback network (127.0.0.0/8, ::1, "localhost").
 [[nodiscard]] bool is_loopback(const std::string& host);
 

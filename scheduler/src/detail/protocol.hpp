@@ -1,0 +1,303 @@
+#pragma once
+// The messages between clients, the scheduler and workers, on top of the transport's frames.
+// Each message is a struct with an encode() into bytes and a decode() that checks every field
+// (byte_codec.hpp): a malformed body is an ember::invalid_input naming the message and the peer,
+// and the transport drops that peer.
+#include <cstdint>
+#include <ember/host/error.hpp>
+#include <ember/scheduler/executor.hpp>
+#include <ember/scheduler/planner.hpp>
+#include <ember/transport/byte_codec.hpp>
+#include <ember/transport/node.hpp>
+#include <exception>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace ember::detail {
+
+using transport::byte_reader;
+using transport::byte_writer;
+
+enum class msg : std::uint16_t {
+  register_worker = transport::first_application_type,  // worker -> scheduler
+  registered,                                            // scheduler -> worker
+  heartbeat,                                             // worker -> scheduler
+  peers,                                                 // scheduler -> worker
+  define_stage,                                          // scheduler -> worker
+  run_task,                                              // scheduler -> worker
+  task_done,                                             // worker -> scheduler (table: result)
+  task_failed,                                           // worker -> scheduler
+  release_blocks,                                        // scheduler -> worker
+  fetch_block,                                           // worker -> worker
+  block_data,                                            // worker -> worker (table)
+  block_missing,                                         // worker -> worker
+  submit_job,                                            // client -> scheduler
+  job_progress,                                          // scheduler -> client
+  job_result,                                            // scheduler -> client (table)
+  job_failed,                                            // scheduler -> client
+  status_request,                                        // client -> scheduler
+  status_reply,                                          // scheduler -> client
+  nccl_exchange,                                         // scheduler -> worker
+  nccl_exchange_done,                                    // worker -> scheduler
+  last
+};
+
+[[nodiscard]] std::string_view to_string(msg m) noexcept;
+
+/// A reader for message `m` from `peer`, whose errors name both.
+[[nodiscard]] byte_reader reader_for(msg m, std::span<const std::uint8_t> body,
+                                     const std::string& peer);
+
+// ---- errors travel as a kind and a message ---------------------------------------------------
+
+enum class error_kind : std::uint8_t {
+  error,
+  logic_error,
+  invalid_input,
+  out_of_memory,
+  cuda_error,
+  transport_error,
+  timeout,
+  cancelled
+};
+/// The kind and message of the exception in `e`.
+[[nodiscard]] std::pair<error_kind, std::string> describe_error(std::exception_ptr e);
+/// Throws the exception of that kind with that message.
+[[noreturn]] void throw_error(error_kind kind, const std::string& message);
+
+// ---- membership ---------------------------------------------------------------------------------
+
+struct worker_info {
+  std::string name;
+  std::uint8_t backend = 0;  ///< backend_kind
+  std::int32_t device = -1;
+  std::string description;  ///< "cpu (2 threads)", "NVIDIA H100 ..."
+  std::uint64_t memory_limit = 0;
+  std::int32_t slots = 1;  ///< tasks it runs at once
+  std::string data_host;   ///< where its peers fetch blocks
+  std::int32_t data_port = 0;
+  std::int64_t pid = 0;
+
+  void encode(byte_writer& w) const;
+  static worker_info decode(byte_reader& r);
+};
+
+struct registered_msg {
+  std::int32_t worker_id = 0;
+  std::int32_t heartbeat_ms = 0;
+  void encode(byte_writer& w) const;
+  static registered_msg decode(byte_reader& r);
+};
+
+struct heartbeat_msg {
+  std::int32_t running = 0;
+  std::int32_t queued = 0;
+  std::uint64_t memory_used = 0;
+  std::uint64_t memory_peak = 0;
+  std::uint64_t block_bytes = 0;
+  void encode(byte_writer& w) const;
+  static heartbeat_msg decode(byte_reader& r);
+};
+
+struct peer_address {
+  std::int32_t worker_id = 0;
+  std::string host;
+  std::int32_t port = 0;
+};
+struct peers_msg {
+  std::vector<peer_address> peers;
+  void encode(byte_writer& w) const;
+  static peers_msg decode(byte_reader& r);
+};
+
+// ---- tasks --------------------------------------------------------------------------------------
+
+/// A stage sent to a worker once per job; tasks refer to it by (job, stage).
+struct define_stage_msg {
+  std::uint64_t job = 0;
+  std::int32_t stage_index = 0;
+  stage body;
+  /// Blocks go to host memory (consumers on other processes) or stay on the device (NCCL path).
+  bool blocks_on_host = true;
+  void encode(byte_writer& w) const;
+  static define_stage_msg decode(byte_reader& r);
+};
+
+/// Where the map outputs of one upstream stage are: the worker of each map partition.
+struct input_locations {
+  std::int32_t stage = 0;
+  std::vector<std::int32_t> workers;  ///< index: map partition
+};
+
+struct run_task_msg {
+  std::uint64_t job = 0;
+  std::int32_t stage = 0;
+  std::int32_t partition = 0;
+  std::int32_t attempt = 0;
+  std::vector<input_locations> inputs;
+  void encode(byte_writer& w) const;
+  static run_task_msg decode(byte_reader& r);
+};
+
+struct task_done_msg {
+  std::uint64_t job = 0;
+  std::int32_t stage = 0;
+  std::int32_t partition = 0;
+  std::int32_t attempt = 0;
+  std::int64_t rows = 0;
+  std::int64_t bytes = 0;
+  std::int64_t input_rows = 0;
+  std::int64_t input_bytes = 0;
+  double seconds = 0;
+  std::vector<label_metrics> labels;
+  /// Bytes of each block written (index: reduce partition), for placement.
+  std::vector<std::int64_t> block_bytes;
+  void encode(byte_writer& w) const;
+  static task_done_msg decode(byte_reader& r);
+};
+
+struct task_failed_msg {
+  std::uint64_t job = 0;
+  std::int32_t stage = 0;
+  std::int32_t partition = 0;
+  std::int32_t attempt = 0;
+  error_kind kind = error_kind::error;
+  std::string message;
+  /// The task could not get its inputs (a peer died): run it again once they exist.
+  bool input_lost = false;
+  void encode(byte_writer& w) const;
+  static task_failed_msg decode(byte_reader& r);
+};
+
+/// stage -1: every block of the job; also cancels its queued tasks.
+struct release_msg {
+  std::uint64_t job = 0;
+  std::int32_t stage = -1;
+  bool cancel = false;
+  void encode(byte_writer& w) const;
+  static release_msg decode(byte_reader& r);
+};
+
+struct fetch_block_msg {
+  std::uint64_t request = 0;
+  std::uint64_t job = 0;
+  std::int32_t stage = 0;
+  std::int32_t map_partition = 0;
+  std::int32_t reduce_partition = 0;
+  void encode(byte_writer& w) const;
+  static fetch_block_msg decode(byte_reader& r);
+};
+
+struct block_reply_msg {
+  std::uint64_t request = 0;
+  std::string message;  ///< block_missing only
+  void encode(byte_writer& w) const;
+  static block_reply_msg decode(byte_reader& r);
+};
+
+/// The GPU path of one hash exchange: every worker of the stage's communicator sends the blocks
+/// it holds for each reduce partition to the partition's owner in one NCCL all-to-all.
+struct nccl_exchange_msg {
+  std::uint64_t job = 0;
+  std::int32_t stage = 0;
+  std::vector<std::uint8_t> unique_id;
+  std::int32_t rank = 0;
+  std::vector<std::int32_t> rank_workers;    ///< index: rank
+  std::vector<std::int32_t> reduce_owner;    ///< index: reduce partition -> rank
+  std::vector<std::int32_t> map_workers;     ///< index: map partition -> worker
+  std::vector<std::string> column_names;     ///< the blocks' columns
+  std::vector<type_id> column_types;
+  void encode(byte_writer& w) const;
+  static nccl_exchange_msg decode(byte_reader& r);
+};
+
+struct nccl_exchange_done_msg {
+  std::uint64_t job = 0;
+  std::int32_t stage = 0;
+  bool ok = true;
+  std::string message;
+  void encode(byte_writer& w) const;
+  static nccl_exchange_done_msg decode(byte_reader& r);
+};
+
+// ---- clients ------------------------------------------------------------------------------------
+
+enum class exchange_path : std::uint8_t { automatic, ucx, nccl };
+[[nodiscard]] std::string_view to_string(exchange_path p) noexcept;
+
+struct submit_job_msg {
+  std::uint64_t request = 0;
+  std::vector<std::uint8_t> plan;  ///< encode_plan
+  std::int32_t partitions_per_worker = 2;
+  std::int64_t broadcast_limit_rows = 0;
+  std::int64_t timeout_ms = 0;
+  exchange_path exchange = exchange_path::automatic;
+  void encode(byte_writer& w) const;
+  static submit_job_msg decode(byte_reader& r);
+};
+
+struct job_progress_msg {
+  std::uint64_t request = 0;
+  std::string stage;
+  std::int64_t done = 0;
+  std::int64_t total = 0;
+  void encode(byte_writer& w) const;
+  static job_progress_msg decode(byte_reader& r);
+};
+
+struct job_result_msg {
+  std::uint64_t request = 0;
+  job_metrics metrics;
+  std::int32_t retried_tasks = 0;
+  void encode(byte_writer& w) const;
+  static job_result_msg decode(byte_reader& r);
+};
+
+struct job_failed_msg {
+  std::uint64_t request = 0;
+  error_kind kind = error_kind::error;
+  std::string message;
+  void encode(byte_writer& w) const;
+  static job_failed_msg decode(byte_reader& r);
+};
+
+struct worker_status {
+  worker_info info;
+  std::int32_t id = 0;
+  std::string address;  ///< its control connection as the scheduler sees it
+  bool alive = true;
+  std::int64_t heartbeat_age_ms = 0;
+  heartbeat_msg last;
+  std::int32_t assigned = 0;  ///< tasks the scheduler has given it that have not finished
+};
+
+struct status_reply_msg {
+  std::uint64_t request = 0;
+  std::string scheduler;  ///< "ember scheduler 0.1.0 on 127.0.0.1:4242"
+  std::vector<worker_status> workers;
+  std::int32_t running_jobs = 0;
+  std::int64_t finished_jobs = 0;
+  std::int64_t tasks_done = 0;
+  void encode(byte_writer& w) const;
+  static status_reply_msg decode(byte_reader& r);
+};
+
+/// Encodes `m` into a fresh byte vector.
+template <class M>
+[[nodiscard]] std::vector<std::uint8_t> encode(const M& m) {
+  byte_writer w;
+  m.encode(w);
+  return std::move(w.bytes());
+}
+
+/// Decodes a whole body as M, rejecting trailing bytes.
+template <class M>
+[[nodiscard]] M decode(msg type, std::span<const std::uint8_t> body, const std::string& peer) {
+  auto r = reader_for(type, body, peer);
+  auto m = M::decode(r);
+  if (r.remaining() != 0) r.fail(std::to_string(r.remaining()) + " trailing bytes");
+  return m;
+}
+
+}  // namespace ember::detail

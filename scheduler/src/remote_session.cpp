@@ -1,0 +1,178 @@
+#include <ember/host/error.hpp>
+#include <ember/host/log.hpp>
+#include <ember/scheduler/plan_codec.hpp>
+
+#include "detail/remote_session.hpp"
+
+namespace ember::detail {
+
+using clock_type = std::chrono::steady_clock;
+
+remote_session::remote_session(const std::string& address, const client_options& options)
+    : _address(address), _options(options) {
+  auto where = transport::parse_host_port(address);
+  transport::node_options no;
+  no.name = "client";
+  no.token = options.token;
+  no.shared_memory = options.shared_memory;
+  _net = std::make_unique<transport::node>(no, *this);
+  try {
+    _scheduler = _net->connect(where.host, where.port);
+  } catch (const transport_error& e) {
+    throw transport_error("cannot reach the scheduler at " + address + ": " + e.what());
+  }
+}
+
+remote_session::~remote_session() { close(); }
+
+void remote_session::close() noexcept {
+  if (_net) _net->shutdown();
+}
+
+void remote_session::on_message(transport::connection_id, std::uint16_t type,
+                                 std::span<const std::uint8_t> body) {
+  auto m = static_cast<msg>(type);
+  std::lock_guard lock(_mutex);
+  switch (m) {
+    case msg::job_progress: {
+      auto p = decode<job_progress_msg>(m, body, _address);
+      auto it = _pending.find(p.request);
+      if (it != _pending.end()) it->second.progress.push_back(std::move(p));
+      break;
+    }
+    case msg::job_failed: {
+      auto f = decode<job_failed_msg>(m, body, _address);
+      auto it = _pending.find(f.request);
+      if (it != _pending.end()) it->second.failure = std::move(f);
+      break;
+    }
+    case msg::status_reply: {
+      auto s = decode<status_reply_msg>(m, body, _address);
+      auto it = _pending.find(s.request);
+      if (it != _pending.end()) it->second.status = std::move(s);
+      break;
+    }
+    default:
+      throw invalid_input("unexpected message '" + std::string(to_string(m)) + "' from the scheduler");
+  }
+  _cv.notify_all();
+}
+
+void remote_session::on_table(transport::connection_id, std::uint16_t type,
+                              std::span<const std::uint8_t> header, table rows) {
+  auto m = static_cast<msg>(type);
+  if (m != msg::job_result)
+    throw invalid_input("unexpected table message '" + std::string(to_string(m)) + "' from the scheduler");
+  auto r = decode<job_result_msg>(m, header, _address);
+  std::lock_guard lock(_mutex);
+  auto it = _pending.find(r.request);
+  if (it == _pending.end()) return;
+  job_result out;
+  out.result = std::move(rows);
+  out.metrics = std::move(r.metrics);
+  it->second.result = std::move(out);
+  _cv.notify_all();
+}
+
+void remote_session::on_disconnected(transport::connection_id, const std::string& reason) {
+  std::lock_guard lock(_mutex);
+  _lost = reason;
+  _cv.notify_all();
+}
+
+job_result remote_session::run(const plan& p) {
+  submit_job_msg s;
+  s.plan = encode_plan(p);
+  s.partitions_per_worker = _options.partitions_per_worker;
+  s.broadcast_limit_rows = _options.broadcast_limit_rows;
+  s.timeout_ms = _options.job_timeout.count();
+  s.exchange = static_cast<exchange_path>(_options.exchange);
+  {
+    std::lock_guard lock(_mutex);
+    if (_lost) throw transport_error("lost the scheduler at " + _address + ": " + *_lost);
+    s.request = _next_request++;
+    _pending[s.request];
+  }
+  auto request = s.request;
+  struct forget {
+    remote_session* self;
+    std::uint64_t request;
+    ~forget() {
+      std::lock_guard lock(self->_mutex);
+      self->_pending.erase(request);
+    }
+  } cleanup{this, request};
+  if (!_net->send(_scheduler, static_cast<std::uint16_t>(msg::submit_job), encode(s)))
+    throw transport_error("lost the scheduler at " + _address);
+  // The scheduler enforces the job's timeout; this one only guards against a scheduler that
+  // stops answering while its connection stays up.
+  std::optional<clock_type::time_point> deadline;
+  if (_options.job_timeout.count() > 0)
+    deadline = clock_type::now() + _options.job_timeout + std::chrono::seconds(10);
+  std::unique_lock lock(_mutex);
+  for (;;) {
+    _cv.wait_for(lock, std::chrono::milliseconds(50));
+    auto& slot = _pending.at(request);
+    auto progress = std::move(slot.progress);
+    slot.progress.clear();
+    if (!progress.empty() && _options.progress) {
+      lock.unlock();
+      for (const auto& m : progress) _options.progress(m.stage, m.done, m.total);
+      lock.lock();
+    }
+    auto& now = _pending.at(request);
+    if (now.result) return std::move(*now.result);
+    if (now.failure) throw_error(now.failure->kind, now.failure->message);
+    if (_lost) throw transport_error("lost the scheduler at " + _address + ": " + *_lost);
+    if (deadline && clock_type::now() > *deadline)
+      throw timeout("the scheduler at " + _address + " did not answer within the job timeout");
+  }
+}
+
+cluster_status remote_session::status(std::chrono::milliseconds limit) {
+  std::uint64_t request;
+  {
+    std::lock_guard lock(_mutex);
+    if (_lost) throw transport_error("lost the scheduler at " + _address + ": " + *_lost);
+    request = _next_request++;
+    _pending[request];
+  }
+  byte_writer w;
+  w.put(request);
+  _net->send(_scheduler, static_cast<std::uint16_t>(msg::status_request), std::move(w.bytes()));
+  std::unique_lock lock(_mutex);
+  bool answered = _cv.wait_for(lock, limit, [&] { return _pending.at(request).status || _lost; });
+  auto reply = std::move(_pending.at(request).status);
+  _pending.erase(request);
+  if (!answered) throw timeout("the scheduler at " + _address + " did not answer a status request");
+  if (!reply) throw transport_error("lost the scheduler at " + _address + ": " + *_lost);
+  cluster_status out;
+  out.scheduler = reply->scheduler;
+  out.running_jobs = reply->running_jobs;
+  out.finished_jobs = reply->finished_jobs;
+  out.tasks_done = reply->tasks_done;
+  for (const auto& ws : reply->workers) {
+    worker_status_info i;
+    i.id = ws.id;
+    i.name = ws.info.name;
+    i.address = ws.info.data_host + ":" + std::to_string(ws.info.data_port);
+    i.backend = ws.info.backend == static_cast<std::uint8_t>(backend_kind::cuda) ? "cuda" : "cpu";
+    i.device = ws.info.device;
+    i.description = ws.info.description;
+    i.alive = ws.alive;
+    i.heartbeat_age_ms = ws.heartbeat_age_ms;
+    i.slots = ws.info.slots;
+    i.running_tasks = ws.last.running;
+    i.queued_tasks = ws.last.queued;
+    i.assigned_tasks = ws.assigned;
+    i.memory_limit = ws.info.memory_limit;
+    i.memory_used = ws.last.memory_used;
+    i.memory_peak = ws.last.memory_peak;
+    i.block_bytes = ws.last.block_bytes;
+    i.pid = ws.info.pid;
+    out.workers.push_back(std::move(i));
+  }
+  return out;
+}
+
+}  // namespace ember::detail

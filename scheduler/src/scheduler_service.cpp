@@ -1,0 +1,933 @@
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <ember/host/error.hpp>
+#include <ember/host/log.hpp>
+#include <ember/scheduler/plan_codec.hpp>
+#include <ember/scheduler/scheduler_service.hpp>
+#include <ember/transport/nccl.hpp>
+#include <ember/transport/node.hpp>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+#include <variant>
+
+#include "detail/host_tables.hpp"
+#include "detail/protocol.hpp"
+
+namespace ember {
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+using transport::connection_id;
+using namespace detail;
+
+double seconds_between(clock_type::time_point a, clock_type::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+// What the transport hands the event loop.
+struct connected_event {
+  transport::peer_info peer;
+};
+struct message_event {
+  connection_id from;
+  std::uint16_t type;
+  std::vector<std::uint8_t> body;
+};
+struct table_event {
+  connection_id from;
+  std::uint16_t type;
+  std::vector<std::uint8_t> header;
+  table rows;
+};
+struct disconnected_event {
+  connection_id id;
+  std::string reason;
+};
+using event = std::variant<connected_event, message_event, table_event, disconnected_event>;
+
+struct worker_rec {
+  int id = 0;
+  connection_id conn = 0;
+  worker_info info;
+  std::string address;
+  bool alive = true;
+  clock_type::time_point last_heartbeat;
+  heartbeat_msg last;
+  int assigned = 0;
+};
+
+enum class task_state { pending, running, done };
+
+struct task_rec {
+  task_state st = task_state::pending;
+  int worker = -1;
+  int attempt = 0;
+  int lost_inputs = 0;
+  task_done_msg done;
+};
+
+enum class exchange_state { none, running, done };
+
+struct stage_rec {
+  std::vector<task_rec> tasks;
+  int done = 0;
+  std::set<int> defined_on;
+  std::vector<int> consumers;
+  bool finished = false;
+  bool released = false;
+  clock_type::time_point first_start{}, last_end{};
+  bool started = false;
+  // The NCCL path of a hash exchange.
+  bool nccl = false;
+  exchange_state exchange = exchange_state::none;
+  std::vector<int> rank_workers;
+  std::vector<std::int32_t> reduce_owner;
+  std::set<int> exchange_pending;
+  std::int64_t reported = -1;
+};
+
+struct job_rec {
+  std::uint64_t id = 0;
+  connection_id client = 0;
+  std::uint64_t request = 0;
+  physical_plan plan;
+  std::vector<stage_rec> stages;
+  std::vector<std::optional<table>> results;
+  clock_type::time_point started;
+  std::optional<clock_type::time_point> deadline;
+  std::optional<clock_type::time_point> workerless_since;
+  exchange_path path = exchange_path::automatic;
+  int retried = 0;
+  bool ended = false;  // answered (or abandoned); erased at the end of the loop's pass
+};
+
+}  // namespace
+
+struct scheduler_service::impl final : transport::node_handler {
+  scheduler_service_options options;
+  std::unique_ptr<transport::node> net;
+  int bound_port = 0;
+  std::string host;
+  int lock_fd = -1;
+
+  std::mutex mutex;  // guards events and stopping
+  std::condition_variable cv;
+  std::deque<event> events;
+  bool stopping = false;
+  std::thread loop;
+
+  // Event-loop thread only.
+  std::map<int, worker_rec> workers;
+  std::map<connection_id, int> worker_of;
+  int next_worker = 0;
+  std::map<std::uint64_t, job_rec> jobs;
+  std::uint64_t next_job = 1;
+  std::int64_t finished_jobs = 0;
+  std::int64_t tasks_done = 0;
+
+  explicit impl(const scheduler_service_options& o) : options(o) {
+    auto where = transport::parse_host_port(o.listen);
+    host = where.host;
+    EMBER_EXPECTS(transport::is_loopback(where.host) || !o.token.empty(), invalid_input,
+                  "the scheduler listens on " + o.listen +
+                      ", which is not a loopback address: give it a cluster token (--token-file)");
+    EMBER_EXPECTS(o.max_attempts >= 1, invalid_input, "max attempts must be at least 1");
+    EMBER_EXPECTS(o.heartbeat_interval.count() > 0 && o.missed_heartbeats >= 1, invalid_input,
+                  "the heartbeat interval and the missed heartbeats must be positive");
+    take_data_dir();
+    transport::node_options no;
+    no.name = "scheduler";
+    no.token = o.token;
+    no.shared_memory = o.shared_memory;
+    net = std::make_unique<transport::node>(no, *this);
+    bound_port = net->listen(where.host, where.port);
+    write_state_file();
+    loop = std::thread([this] { run_loop(); });
+    logger().info("scheduler listening on {}:{} ({})", host, bound_port, net->describe());
+  }
+
+  ~impl() { stop(); }
+
+  void take_data_dir() {
+    if (options.data_dir.empty()) return;
+    std::error_code ec;
+    std::filesystem::create_directories(options.data_dir, ec);
+    EMBER_EXPECTS(!ec, invalid_input,
+                  "cannot create the data folder " + options.data_dir.string() + ": " + ec.message());
+    auto lock_path = options.data_dir / "scheduler.lock";
+    lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    EMBER_EXPECTS(lock_fd >= 0, invalid_input, "cannot open " + lock_path.string());
+    if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+      ::close(lock_fd);
+      lock_fd = -1;
+      throw invalid_input("the data folder " + options.data_dir.string() +
+                          " is in use by another scheduler");
+    }
+  }
+
+  void write_state_file() {
+    if (options.data_dir.empty()) return;
+    auto path = options.data_dir / "scheduler.json";
+    auto tmp = options.data_dir / "scheduler.json.tmp";
+    {
+      std::ofstream out(tmp);
+      out << "{\"address\": \"" << host << ":" << bound_port << "\", \"pid\": " << ::getpid()
+          << "}\n";
+    }
+    std::filesystem::rename(tmp, path);
+  }
+
+  void stop() noexcept {
+    {
+      std::lock_guard lock(mutex);
+      if (stopping && !loop.joinable()) return;
+      stopping = true;
+    }
+    cv.notify_all();
+    if (loop.joinable()) loop.join();
+    if (net) net->shutdown();
+    if (lock_fd >= 0) {
+      ::close(lock_fd);
+      lock_fd = -1;
+    }
+  }
+
+  // ---- transport handlers: queue for the loop --------------------------------------------------
+
+  void push(event e) {
+    {
+      std::lock_guard lock(mutex);
+      events.push_back(std::move(e));
+    }
+    cv.notify_one();
+  }
+  void on_connected(const transport::peer_info& peer) override { push(connected_event{peer}); }
+  void on_message(connection_id from, std::uint16_t type,
+                  std::span<const std::uint8_t> body) override {
+    push(message_event{from, type, {body.begin(), body.end()}});
+  }
+  void on_table(connection_id from, std::uint16_t type, std::span<const std::uint8_t> header,
+                table rows) override {
+    push(table_event{from, type, {header.begin(), header.end()}, std::move(rows)});
+  }
+  void on_disconnected(connection_id id, const std::string& reason) override {
+    push(disconnected_event{id, reason});
+  }
+
+  // ---- the loop -------------------------------------------------------------------------------
+
+  void run_loop() noexcept {
+    for (;;) {
+      std::deque<event> batch;
+      {
+        std::unique_lock lock(mutex);
+        cv.wait_for(lock, std::chrono::milliseconds(20), [&] { return stopping || !events.empty(); });
+        if (stopping) break;
+        batch.swap(events);
+      }
+      for (auto& e : batch) {
+        try {
+          std::visit([&](auto& x) { handle(x); }, e);
+        } catch (const invalid_input& x) {
+          // A malformed message: drop the peer that sent it, keep serving the others.
+          auto from = std::visit([](auto& y) { return connection_of(y); }, e);
+          logger().warn("scheduler: dropping peer {}: {}", net->peer_address(from), x.what());
+          net->close(from);
+        } catch (const std::exception& x) {
+          logger().error("scheduler: {}", x.what());
+        }
+      }
+      try {
+        check_workers();
+        check_jobs();
+        schedule();
+      } catch (const std::exception& x) {
+        logger().error("scheduler: {}", x.what());
+      }
+    }
+    for (auto& [id, job] : jobs)
+      if (!job.ended) send_failure(job, error_kind::cancelled, "the scheduler shut down");
+    jobs.clear();
+  }
+
+  static connection_id connection_of(const connected_event& e) { return e.peer.id; }
+  static connection_id connection_of(const message_event& e) { return e.from; }
+  static connection_id connection_of(const table_event& e) { return e.from; }
+  static connection_id connection_of(const disconnected_event& e) { return e.id; }
+
+  void handle(connected_event&) {}
+
+  void handle(disconnected_event& e) {
+    auto it = worker_of.find(e.id);
+    if (it != worker_of.end()) {
+      worker_died(it->second, e.reason);
+      return;
+    }
+    // A client went away: its jobs are cancelled.
+    std::vector<std::uint64_t> gone;
+    for (auto& [id, job] : jobs)
+      if (job.client == e.id) gone.push_back(id);
+    for (auto id : gone) {
+      if (jobs.at(id).ended) continue;
+      logger().info("scheduler: job {} cancelled: its client disconnected", id);
+      abandon(jobs.at(id));
+    }
+  }
+
+  template <class M>
+  M decode_from(msg m, connection_id from, std::span<const std::uint8_t> body) {
+    return decode<M>(m, body, net->peer_address(from));
+  }
+
+  worker_rec* worker_at(connection_id conn) {
+    auto it = worker_of.find(conn);
+    if (it == worker_of.end()) return nullptr;
+    auto& w = workers.at(it->second);
+    return w.alive ? &w : nullptr;
+  }
+
+  void handle(message_event& e) {
+    auto m = static_cast<msg>(e.type);
+    switch (m) {
+      case msg::register_worker: return register_worker(e.from, decode_from<worker_info>(m, e.from, e.body));
+      case msg::heartbeat: {
+        auto h = decode_from<heartbeat_msg>(m, e.from, e.body);
+        if (auto* w = worker_at(e.from)) {
+          w->last = h;
+          w->last_heartbeat = clock_type::now();
+        }
+        return;
+      }
+      case msg::task_done: {
+        auto d = decode_from<task_done_msg>(m, e.from, e.body);
+        return task_done(e.from, std::move(d), std::nullopt);
+      }
+      case msg::task_failed: return task_failed(e.from, decode_from<task_failed_msg>(m, e.from, e.body));
+      case msg::nccl_exchange_done:
+        return exchange_done(e.from, decode_from<nccl_exchange_done_msg>(m, e.from, e.body));
+      case msg::submit_job: return submit(e.from, decode_from<submit_job_msg>(m, e.from, e.body));
+      case msg::status_request: {
+        auto r = reader_for(m, e.body, net->peer_address(e.from));
+        auto request = r.get<std::uint64_t>("request");
+        if (r.remaining() != 0) r.fail("trailing bytes");
+        return send_status(e.from, request);
+      }
+      default:
+        throw invalid_input("unexpected message '" + std::string(to_string(m)) + "'");
+    }
+  }
+
+  void handle(table_event& e) {
+    auto m = static_cast<msg>(e.type);
+    if (m != msg::task_done) throw invalid_input("unexpected table message '" + std::string(to_string(m)) + "'");
+    auto d = decode_from<task_done_msg>(m, e.from, e.header);
+    task_done(e.from, std::move(d), std::move(e.rows));
+  }
+
+  // ---- workers --------------------------------------------------------------------------------
+
+  void register_worker(connection_id conn, worker_info info) {
+    EMBER_EXPECTS(worker_of.find(conn) == worker_of.end(), invalid_input, "registered twice");
+    worker_rec w;
+    w.id = next_worker++;
+    w.conn = conn;
+    w.info = std::move(info);
+    w.address = net->peer_address(conn);
+    w.last_heartbeat = clock_type::now();
+    worker_of[conn] = w.id;
+    logger().info("scheduler: worker {} joined from {}: {} ({}, data at {}:{})", w.id, w.address,
+                  w.info.name, w.info.description, w.info.data_host, w.info.data_port);
+    registered_msg r;
+    r.worker_id = w.id;
+    r.heartbeat_ms = static_cast<std::int32_t>(options.heartbeat_interval.count());
+    net->send(conn, static_cast<std::uint16_t>(msg::registered), encode(r));
+    workers[w.id] = std::move(w);
+    broadcast_peers();
+  }
+
+  void broadcast_peers() {
+    peers_msg p;
+    for (auto& [id, w] : workers)
+      if (w.alive) p.peers.push_back({id, w.info.data_host, w.info.data_port});
+    auto body = encode(p);
+    for (auto& [id, w] : workers)
+      if (w.alive) net->send(w.conn, static_cast<std::uint16_t>(msg::peers), body);
+  }
+
+  void check_workers() {
+    auto limit = options.heartbeat_interval * options.missed_heartbeats;
+    auto now = clock_type::now();
+    std::vector<int> silent;
+    for (auto& [id, w] : workers)
+      if (w.alive && now - w.last_heartbeat > limit) silent.push_back(id);
+    for (auto id : silent) {
+      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - workers.at(id).last_heartbeat);
+      net->close(workers.at(id).conn);
+      worker_died(id, "no heartbeat for " + std::to_string(ms.count()) + " ms");
+    }
+  }
+
+  void worker_died(int id, const std::string& reason) {
+    auto& w = workers.at(id);
+    if (!w.alive) return;
+    w.alive = false;
+    w.assigned = 0;
+    worker_of.erase(w.conn);
+    logger().warn("scheduler: worker {} ({}) is dead: {}", id, w.info.name, reason);
+    std::vector<std::uint64_t> ids;
+    for (auto& [job_id, job] : jobs) ids.push_back(job_id);
+    for (auto job_id : ids) {
+      auto it = jobs.find(job_id);
+      if (it != jobs.end()) recover(it->second, id, reason);
+    }
+    broadcast_peers();
+  }
+
+  bool consumers_finished(const job_rec& job, std::size_t s) const {
+    const auto& st = job.stages[s];
+    return std::all_of(st.consumers.begin(), st.consumers.end(),
+                       [&](int c) { return job.stages[static_cast<std::size_t>(c)].finished; });
+  }
+
+  // Puts back every task of `job` that ran on dead worker `dead`, and every finished task whose
+  // blocks lived there and are still needed; then, for every stage that must run again, the
+  // input stages whose blocks were already released.
+  void recover(job_rec& job, int dead, const std::string& reason) {
+    if (job.ended) return;
+    for (std::size_t s = 0; s < job.stages.size(); ++s) {
+      auto& st = job.stages[s];
+      st.defined_on.erase(dead);
+      bool result_stage = s + 1 == job.stages.size();
+      bool still_needed = !result_stage && !st.released && !consumers_finished(job, s);
+      bool in_ranks =
+          std::find(st.rank_workers.begin(), st.rank_workers.end(), dead) != st.rank_workers.end();
+      if (st.nccl && in_ranks &&
+          (st.exchange == exchange_state::running || (st.exchange == exchange_state::done && still_needed))) {
+        return fail(job, error_kind::transport_error,
+                    "worker " + std::to_string(dead) + " died during or after the NCCL exchange of stage '" +
+                        job.plan.stages[s].name + "' (NCCL-exchanged blocks are not recomputed): " + reason);
+      }
+      for (std::size_t p = 0; p < st.tasks.size(); ++p) {
+        auto& t = st.tasks[p];
+        if (t.worker != dead) continue;
+        bool lost = t.st == task_state::running || (t.st == task_state::done && still_needed);
+        if (!lost) continue;
+        if (t.attempt + 1 >= options.max_attempts) {
+          return fail(job, error_kind::transport_error,
+                      "task " + std::to_string(p) + " of stage '" + job.plan.stages[s].name +
+                          "' was lost with " + std::to_string(t.attempt + 1) +
+                          " workers that died (last: worker " + std::to_string(dead) + ", " + reason +
+                          ")");
+        }
+        if (t.st == task_state::done) {
+          --st.done;
+          st.finished = false;
+          st.exchange = exchange_state::none;
+        }
+        t.st = task_state::pending;
+        t.worker = -1;
+        ++t.attempt;
+        ++job.retried;
+      }
+    }
+    for (bool changed = true; changed;) {
+      changed = false;
+      for (std::size_t s = 0; s < job.stages.size(); ++s) {
+        auto& st = job.stages[s];
+        bool reruns = std::any_of(st.tasks.begin(), st.tasks.end(),
+                                  [](const task_rec& t) { return t.st == task_state::pending; });
+        if (st.finished || !reruns) continue;
+        for (auto in : job.plan.stages[s].inputs) {
+          auto& up = job.stages[static_cast<std::size_t>(in)];
+          if (!up.released) continue;
+          logger().info("scheduler: job {}: stage '{}' runs again for the blocks it had released",
+                        job.id, job.plan.stages[static_cast<std::size_t>(in)].name);
+          up.released = false;
+          up.finished = false;
+          up.done = 0;
+          up.exchange = exchange_state::none;
+          for (auto& t : up.tasks) {
+            if (t.st == task_state::running) continue;
+            t.st = task_state::pending;
+            t.worker = -1;
+            ++job.retried;
+          }
+          changed = true;
+        }
+      }
+    }
+  }
+
+  // ---- jobs -----------------------------------------------------------------------------------
+
+  void submit(connection_id client, submit_job_msg m) {
+    job_rec job;
+    job.id = next_job++;
+    job.client = client;
+    job.request = m.request;
+    job.started = clock_type::now();
+    job.path = m.exchange;
+    if (m.timeout_ms > 0) job.deadline = job.started + std::chrono::milliseconds(m.timeout_ms);
+    try {
+      auto logical = decode_plan(m.plan);
+      planner_options po;
+      int alive = alive_workers();
+      po.partitions = std::max(1, alive) * m.partitions_per_worker;
+      po.broadcast_limit_rows = m.broadcast_limit_rows;
+      job.plan = plan_stages(logical, po);
+      bool all_cuda = alive > 0;
+      std::string cpu_workers;
+      for (auto& [id, w] : workers) {
+        if (!w.alive || w.info.backend == static_cast<std::uint8_t>(backend_kind::cuda)) continue;
+        all_cuda = false;
+        cpu_workers += (cpu_workers.empty() ? "" : ", ") + std::to_string(id);
+      }
+      if (m.exchange == exchange_path::nccl) {
+        EMBER_EXPECTS(transport::nccl_built(), invalid_input,
+                      "the NCCL exchange was requested but this scheduler was built without NCCL");
+        EMBER_EXPECTS(all_cuda, invalid_input,
+                      "the NCCL exchange was requested but it needs every worker on a GPU: " +
+                          (alive == 0 ? std::string("no worker has registered")
+                                      : "worker(s) " + cpu_workers + " run the CPU backend"));
+      }
+      bool use_nccl = m.exchange == exchange_path::nccl ||
+                      (m.exchange == exchange_path::automatic && all_cuda && transport::nccl_built());
+      job.stages.resize(job.plan.stages.size());
+      for (std::size_t s = 0; s < job.plan.stages.size(); ++s) {
+        const auto& st = job.plan.stages[s];
+        job.stages[s].tasks.resize(static_cast<std::size_t>(st.partitions));
+        job.stages[s].nccl = use_nccl && st.output.mode == exchange_mode::hash;
+        for (auto in : st.inputs) job.stages[static_cast<std::size_t>(in)].consumers.push_back(static_cast<int>(s));
+      }
+      job.results.resize(static_cast<std::size_t>(job.plan.stages.back().partitions));
+    } catch (const invalid_input& e) {
+      job_failed_msg f;
+      f.request = m.request;
+      f.kind = error_kind::invalid_input;
+      f.message = e.what();
+      net->send(client, static_cast<std::uint16_t>(msg::job_failed), encode(f));
+      return;
+    }
+    logger().info("scheduler: job {} ({} stages) from {}", job.id, job.plan.stages.size(),
+                  net->peer_address(client));
+    jobs.emplace(job.id, std::move(job));
+  }
+
+  int alive_workers() const {
+    int n = 0;
+    for (const auto& [id, w] : workers) n += w.alive ? 1 : 0;
+    return n;
+  }
+
+  bool inputs_ready(const job_rec& job, std::size_t s) const {
+    for (auto in : job.plan.stages[s].inputs) {
+      const auto& st = job.stages[static_cast<std::size_t>(in)];
+      if (!st.finished) return false;
+    }
+    return true;
+  }
+
+  // Bytes of task p's input held by each worker.
+  std::map<int, std::int64_t> input_bytes(const job_rec& job, std::size_t s, int p) const {
+    std::map<int, std::int64_t> out;
+    const auto& st = job.plan.stages[s];
+    for (auto in : st.inputs) {
+      const auto& up = job.stages[static_cast<std::size_t>(in)];
+      const auto& spec = job.plan.stages[static_cast<std::size_t>(in)].output;
+      auto reduce = spec.mode == exchange_mode::hash ? static_cast<std::size_t>(p) : 0u;
+      for (const auto& t : up.tasks) {
+        std::int64_t b = reduce < t.done.block_bytes.size() ? t.done.block_bytes[reduce] : 0;
+        out[t.worker] += std::max<std::int64_t>(b, 1);
+      }
+    }
+    return out;
+  }
+
+  int capacity(const worker_rec& w) const {
+    return w.info.slots * (1 + options.queue_depth_per_slot) - w.assigned;
+  }
+
+  // The worker for task p of stage s: the NCCL owner of its partition; else the one holding
+  // most of its input if it has room; else the least loaded live worker with room.
+  int place(const job_rec& job, std::size_t s, int p) const {
+    for (auto in : job.plan.stages[s].inputs) {
+      const auto& up = job.stages[static_cast<std::size_t>(in)];
+      if (up.nccl && job.plan.stages[static_cast<std::size_t>(in)].output.mode == exchange_mode::hash) {
+        int owner = up.rank_workers[static_cast<std::size_t>(up.reduce_owner[static_cast<std::size_t>(p)])];
+        auto it = workers.find(owner);
+        return it != workers.end() && it->second.alive && capacity(it->second) > 0 ? owner : -1;
+      }
+    }
+    int best = -1;
+    std::int64_t best_bytes = -1;
+    for (auto [id, bytes] : input_bytes(job, s, p)) {
+      auto it = workers.find(id);
+      if (it == workers.end() || !it->second.alive || capacity(it->second) <= 0) continue;
+      if (bytes > best_bytes) {
+        best = id;
+        best_bytes = bytes;
+      }
+    }
+    // Locality wins unless that worker is much busier than another.
+    int least = -1;
+    for (const auto& [id, w] : workers) {
+      if (!w.alive || capacity(w) <= 0) continue;
+      if (least < 0 || w.assigned * workers.at(least).info.slots <
+                           workers.at(least).assigned * w.info.slots)
+        least = id;
+    }
+    if (best >= 0 && least >= 0 && workers.at(best).assigned > workers.at(least).assigned + 2 * workers.at(best).info.slots)
+      return least;
+    return best >= 0 ? best : least;
+  }
+
+  void schedule() {
+    for (auto& [job_id, job] : jobs) {
+      if (job.ended) continue;
+      for (std::size_t s = 0; s < job.stages.size(); ++s) {
+        auto& st = job.stages[s];
+        if (st.finished || st.done == static_cast<int>(st.tasks.size()) || !inputs_ready(job, s)) continue;
+        for (std::size_t p = 0; p < st.tasks.size(); ++p) {
+          auto& t = st.tasks[p];
+          if (t.st != task_state::pending) continue;
+          int w = place(job, s, static_cast<int>(p));
+          if (w < 0) break;
+          dispatch(job, s, static_cast<int>(p), w);
+        }
+      }
+    }
+  }
+
+  void dispatch(job_rec& job, std::size_t s, int p, int worker) {
+    auto& st = job.stages[s];
+    auto& w = workers.at(worker);
+    if (!st.defined_on.count(worker)) {
+      define_stage_msg d;
+      d.job = job.id;
+      d.stage_index = static_cast<std::int32_t>(s);
+      d.body = job.plan.stages[s];
+      d.blocks_on_host = !st.nccl;
+      net->send(w.conn, static_cast<std::uint16_t>(msg::define_stage), encode(d));
+      st.defined_on.insert(worker);
+    }
+    run_task_msg r;
+    r.job = job.id;
+    r.stage = static_cast<std::int32_t>(s);
+    r.partition = p;
+    auto& t = st.tasks[static_cast<std::size_t>(p)];
+    r.attempt = t.attempt;
+    for (auto in : job.plan.stages[s].inputs) {
+      const auto& up = job.stages[static_cast<std::size_t>(in)];
+      input_locations loc;
+      loc.stage = in;
+      for (const auto& ut : up.tasks) loc.workers.push_back(ut.worker);
+      // After an NCCL exchange every block of partition p is on p's owner.
+      if (up.nccl) std::fill(loc.workers.begin(), loc.workers.end(), worker);
+      r.inputs.push_back(std::move(loc));
+    }
+    net->send(w.conn, static_cast<std::uint16_t>(msg::run_task), encode(r));
+    t.st = task_state::running;
+    t.worker = worker;
+    ++w.assigned;
+    if (!st.started) {
+      st.started = true;
+      st.first_start = clock_type::now();
+    }
+  }
+
+  // The task that (job, stage, partition, attempt) names, when it is still running on the
+  // worker at `from`; null for stale reports (an earlier attempt, a job that ended).
+  task_rec* current_task(connection_id from, std::uint64_t job_id, int stage, int partition,
+                         int attempt, job_rec** job_out) {
+    auto* w = worker_at(from);
+    auto it = jobs.find(job_id);
+    if (w == nullptr || it == jobs.end()) return nullptr;
+    auto& job = it->second;
+    if (job.ended) return nullptr;
+    if (stage < 0 || static_cast<std::size_t>(stage) >= job.stages.size()) return nullptr;
+    auto& st = job.stages[static_cast<std::size_t>(stage)];
+    if (partition < 0 || static_cast<std::size_t>(partition) >= st.tasks.size()) return nullptr;
+    auto& t = st.tasks[static_cast<std::size_t>(partition)];
+    if (t.st != task_state::running || t.worker != w->id || t.attempt != attempt) return nullptr;
+    *job_out = &job;
+    return &t;
+  }
+
+  void task_done(connection_id from, task_done_msg d, std::optional<table> rows) {
+    job_rec* job = nullptr;
+    auto* t = current_task(from, d.job, d.stage, d.partition, d.attempt, &job);
+    if (auto* w = worker_at(from)) w->assigned = std::max(0, w->assigned - 1);
+    if (t == nullptr) return;
+    auto s = static_cast<std::size_t>(d.stage);
+    bool result_stage = s + 1 == job->stages.size();
+    if (result_stage) {
+      EMBER_EXPECTS(rows.has_value(), invalid_input, "a result task reported no rows");
+      job->results[static_cast<std::size_t>(d.partition)] = std::move(rows);
+    }
+    t->st = task_state::done;
+    t->done = std::move(d);
+    ++tasks_done;
+    auto& st = job->stages[s];
+    ++st.done;
+    st.last_end = clock_type::now();
+    report_progress(*job, s);
+    if (st.done == static_cast<int>(st.tasks.size())) stage_complete(*job, s);
+    if (std::all_of(job->stages.begin(), job->stages.end(), [](const stage_rec& x) { return x.finished; }))
+      finish(*job);
+  }
+
+  void stage_complete(job_rec& job, std::size_t s) {
+    auto& st = job.stages[s];
+    if (st.nccl && st.exchange != exchange_state::done) {
+      if (st.exchange == exchange_state::none) start_exchange(job, s);
+      return;
+    }
+    st.finished = true;
+    for (auto in : job.plan.stages[s].inputs) {
+      auto& up = job.stages[static_cast<std::size_t>(in)];
+      if (!up.released && consumers_finished(job, static_cast<std::size_t>(in))) release(job, in);
+    }
+  }
+
+  void release(job_rec& job, int stage) {
+    auto& st = job.stages[static_cast<std::size_t>(stage)];
+    st.released = true;
+    release_msg r;
+    r.job = job.id;
+    r.stage = stage;
+    auto body = encode(r);
+    for (auto& [id, w] : workers)
+      if (w.alive) net->send(w.conn, static_cast<std::uint16_t>(msg::release_blocks), body);
+  }
+
+  void start_exchange(job_rec& job, std::size_t s) {
+    auto& st = job.stages[s];
+    st.exchange = exchange_state::running;
+    st.rank_workers.clear();
+    for (auto& [id, w] : workers)
+      if (w.alive) st.rank_workers.push_back(id);
+    const auto& spec = job.plan.stages[s].output;
+    st.reduce_owner.clear();
+    for (int r = 0; r < spec.partitions; ++r)
+      st.reduce_owner.push_back(r % static_cast<int>(st.rank_workers.size()));
+    nccl_exchange_msg x;
+    x.job = job.id;
+    x.stage = static_cast<std::int32_t>(s);
+    auto id = transport::nccl_make_unique_id();
+    x.unique_id.assign(id.begin(), id.end());
+    x.rank_workers.assign(st.rank_workers.begin(), st.rank_workers.end());
+    x.reduce_owner = st.reduce_owner;
+    for (const auto& t : st.tasks) x.map_workers.push_back(t.worker);
+    x.column_names = job.plan.stages[s].columns.names;
+    x.column_types = job.plan.stages[s].columns.types;
+    for (std::size_t rank = 0; rank < st.rank_workers.size(); ++rank) {
+      x.rank = static_cast<std::int32_t>(rank);
+      st.exchange_pending.insert(st.rank_workers[rank]);
+      net->send(workers.at(st.rank_workers[rank]).conn,
+                static_cast<std::uint16_t>(msg::nccl_exchange), encode(x));
+    }
+    logger().info("scheduler: job {} stage '{}': NCCL all-to-all among {} workers", job.id,
+                  job.plan.stages[s].name, st.rank_workers.size());
+  }
+
+  void exchange_done(connection_id from, const nccl_exchange_done_msg& d) {
+    auto* w = worker_at(from);
+    auto it = jobs.find(d.job);
+    if (w == nullptr || it == jobs.end() || it->second.ended) return;
+    auto& job = it->second;
+    auto s = static_cast<std::size_t>(d.stage);
+    if (s >= job.stages.size()) return;
+    auto& st = job.stages[s];
+    if (st.exchange != exchange_state::running) return;
+    if (!d.ok) {
+      return fail(job, error_kind::transport_error,
+                  "the NCCL exchange of stage '" + job.plan.stages[s].name + "' failed on worker " +
+                      std::to_string(w->id) + ": " + d.message);
+    }
+    st.exchange_pending.erase(w->id);
+    if (!st.exchange_pending.empty()) return;
+    st.exchange = exchange_state::done;
+    stage_complete(job, s);
+  }
+
+  void report_progress(job_rec& job, std::size_t s) {
+    auto& st = job.stages[s];
+    if (st.done == st.reported) return;
+    st.reported = st.done;
+    job_progress_msg m;
+    m.request = job.request;
+    m.stage = job.plan.stages[s].name;
+    m.done = st.done;
+    m.total = static_cast<std::int64_t>(st.tasks.size());
+    net->send(job.client, static_cast<std::uint16_t>(msg::job_progress), encode(m));
+  }
+
+  void task_failed(connection_id from, const task_failed_msg& f) {
+    job_rec* job = nullptr;
+    auto* t = current_task(from, f.job, f.stage, f.partition, f.attempt, &job);
+    if (auto* w = worker_at(from)) w->assigned = std::max(0, w->assigned - 1);
+    if (t == nullptr) return;
+    const auto& name = job->plan.stages[static_cast<std::size_t>(f.stage)].name;
+    if (f.input_lost && ++t->lost_inputs <= options.max_attempts * 4) {
+      // Its inputs died with a worker; they are recomputed, then it runs again.
+      t->st = task_state::pending;
+      t->worker = -1;
+      ++t->attempt;
+      ++job->retried;
+      return;
+    }
+    fail(*job, f.kind,
+         "task " + std::to_string(f.partition) + " of stage '" + name + "' failed on worker " +
+             std::to_string(worker_of.at(from)) + ": " + f.message);
+  }
+
+  void finish(job_rec& job) {
+    job_result_msg m;
+    m.request = job.request;
+    m.retried_tasks = job.retried;
+    auto& metrics = m.metrics;
+    for (std::size_t s = 0; s < job.stages.size(); ++s) {
+      const auto& st = job.stages[s];
+      stage_metrics sm;
+      sm.name = job.plan.stages[s].name;
+      sm.tasks = static_cast<int>(st.tasks.size());
+      sm.seconds = st.started ? seconds_between(st.first_start, st.last_end) : 0.0;
+      for (const auto& t : st.tasks) {
+        sm.rows_out += t.done.rows;
+        sm.bytes_out += t.done.bytes;
+        metrics.input_rows += t.done.input_rows;
+        metrics.input_bytes += t.done.input_bytes;
+        for (const auto& l : t.done.labels) {
+          auto it = std::find_if(metrics.labels.begin(), metrics.labels.end(),
+                                 [&](const label_metrics& x) { return x.label == l.label; });
+          if (it == metrics.labels.end()) {
+            metrics.labels.push_back(l);
+          } else {
+            it->rows += l.rows;
+            it->bytes += l.bytes;
+          }
+        }
+      }
+      metrics.stages.push_back(std::move(sm));
+    }
+    std::vector<table_view> views;
+    for (const auto& r : job.results) views.push_back(r->view());
+    auto result = concatenate_host(views, job.plan.result);
+    job.results.clear();
+    metrics.seconds = seconds_between(job.started, clock_type::now());
+    auto owner = std::make_shared<const table>(std::move(result));
+    net->send_table(job.client, static_cast<std::uint16_t>(msg::job_result), encode(m),
+                    transport::describe_table(owner->view(), owner));
+    logger().info("scheduler: job {} done in {:.3f} s: {} rows, {} tasks retried", job.id,
+                  metrics.seconds, owner->num_rows(), job.retried);
+    end_job(job, false);
+  }
+
+  void send_failure(job_rec& job, error_kind kind, const std::string& message) {
+    job_failed_msg f;
+    f.request = job.request;
+    f.kind = kind;
+    f.message = message;
+    net->send(job.client, static_cast<std::uint16_t>(msg::job_failed), encode(f));
+  }
+
+  void fail(job_rec& job, error_kind kind, const std::string& message) {
+    logger().warn("scheduler: job {} failed: {}", job.id, message);
+    send_failure(job, kind, message);
+    end_job(job, true);
+  }
+
+  // The client is gone: no answer, just clean up.
+  void abandon(job_rec& job) { end_job(job, true); }
+
+  void end_job(job_rec& job, bool cancel) {
+    release_msg r;
+    r.job = job.id;
+    r.stage = -1;
+    r.cancel = cancel;
+    auto body = encode(r);
+    for (auto& [id, w] : workers)
+      if (w.alive) net->send(w.conn, static_cast<std::uint16_t>(msg::release_blocks), body);
+    // Tasks of the job still running keep their workers' slots until they report.
+    ++finished_jobs;
+    job.ended = true;
+  }
+
+  void check_jobs() {
+    auto now = clock_type::now();
+    bool none_alive = alive_workers() == 0;
+    for (auto& [id, job] : jobs) {
+      if (job.ended) continue;
+      if (job.deadline && now > *job.deadline) {
+        fail(job, error_kind::timeout, "the job did not finish within its timeout");
+        continue;
+      }
+      if (!none_alive) {
+        job.workerless_since.reset();
+        continue;
+      }
+      if (!job.workerless_since) job.workerless_since = now;
+      if (now - *job.workerless_since > options.no_worker_timeout) {
+        fail(job, error_kind::transport_error,
+             "no live worker for " + std::to_string(options.no_worker_timeout.count()) +
+                 " ms: start workers with `ember worker --scheduler " + host + ":" +
+                 std::to_string(bound_port) + "`");
+      }
+    }
+    std::erase_if(jobs, [](const auto& j) { return j.second.ended; });
+  }
+
+  void send_status(connection_id to, std::uint64_t request) {
+    status_reply_msg s;
+    s.request = request;
+    s.scheduler = "ember scheduler on " + host + ":" + std::to_string(bound_port) + " (" +
+                  net->describe() + ")";
+    auto now = clock_type::now();
+    for (const auto& [id, w] : workers) {
+      worker_status ws;
+      ws.info = w.info;
+      ws.id = id;
+      ws.address = w.address;
+      ws.alive = w.alive;
+      ws.heartbeat_age_ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(now - w.last_heartbeat).count();
+      ws.last = w.last;
+      ws.assigned = w.assigned;
+      s.workers.push_back(std::move(ws));
+    }
+    s.running_jobs = static_cast<std::int32_t>(jobs.size());
+    s.finished_jobs = finished_jobs;
+    s.tasks_done = tasks_done;
+    net->send(to, static_cast<std::uint16_t>(msg::status_reply), encode(s));
+  }
+};
+
+scheduler_service::scheduler_service(const scheduler_service_options& options)
+    : _impl(std::make_unique<impl>(options)) {}
+
+scheduler_service::~scheduler_service() { stop(); }
+
+void scheduler_service::run(std::stop_token stop) {
+  while (!stop.stop_requested()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+}
+
+void scheduler_service::stop() noexcept {
+  if (_impl) _impl->stop();
+}
+
+int scheduler_service::port() const noexcept { return _impl->bound_port; }
+
+std::string scheduler_service::address() const {
+  return _impl->host + ":" + std::to_string(_impl->bound_port);
+}
+
+}  // namespace ember
