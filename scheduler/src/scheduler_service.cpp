@@ -322,7 +322,8 @@ struct scheduler_service::impl final : transport::node_handler {
         return send_status(e.from, request);
       }
       default:
-        throw invalid_input("unexpected message '" + std::string(to_string(m)) + "'");
+        throw invalid_input("unexpected message '" + std::string(to_string(m)) + "' (type " +
+                            std::to_string(e.type) + ")");
     }
   }
 

@@ -449,7 +449,8 @@ struct worker_service::impl final : transport::node_handler {
       default:
         break;
     }
-    throw invalid_input("unexpected message '" + std::string(to_string(m)) + "' from " +
+    throw invalid_input("unexpected message '" + std::string(to_string(m)) + "' (type " +
+                        std::to_string(type) + ") from " +
                         (from_scheduler ? "the scheduler " : "peer ") + peer);
   }
 

@@ -1,0 +1,295 @@
+// A real cluster: an `ember scheduler` process and `ember worker` processes on 127.0.0.1 (UCX
+// over tcp, and with shared memory allowed), and across three network namespaces. Every
+// built-in job must give exactly the embedded run's result (same partition count), a worker
+// killed mid-job must not change the answer or hang the job, and the cluster must keep serving.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <ember/host/error.hpp>
+#include <ember/host/io.hpp>
+#include <ember/scheduler/client.hpp>
+#include <ember/scheduler/jobs.hpp>
+#include <string>
+#include <thread>
+
+#include "common/processes.hpp"
+#include "common/tables.hpp"
+
+namespace ember {
+namespace {
+
+using namespace std::chrono_literals;
+using test::cluster_spec;
+using test::local_cluster;
+
+// Loopback tests keep UCX on lo (it may otherwise open lanes on other interfaces).
+const std::vector<std::string> loopback_env = {"UCX_NET_DEVICES=lo", "UCX_SOCKADDR_TLS_PRIORITY=tcp",
+                                               "EMBER_LOG_LEVEL=info"};
+
+void use_loopback_env() {
+  for (const auto& e : loopback_env) {
+    auto eq = e.find('=');
+    ::setenv(e.substr(0, eq).c_str(), e.substr(eq + 1).c_str(), 1);
+  }
+}
+
+job_options options_for(const std::string& job) {
+  job_options o;
+  o.rows = 120'000;
+  if (job == "wordcount") {
+    for (const auto* f : {"garden.txt", "harbour.txt", "machines.txt"})
+      o.inputs.push_back(test::source_dir() / "data" / f);
+  }
+  return o;
+}
+
+// The embedded cluster with the same partitioning as `workers` remote workers.
+table embedded_result(const std::string& job, int workers) {
+  client_options co;
+  co.workers = workers;
+  co.backend = backend_choice::cpu;
+  co.cpu_threads = 1;
+  auto local = client::local(co);
+  return run_job(local, job, options_for(job)).result;
+}
+
+void expect_same(const table& got, const table& want) {
+  EXPECT_EQ(got.view().names(), want.view().names());
+  ASSERT_EQ(got.num_rows(), want.num_rows());
+  EXPECT_TRUE(test::rows_of(got.view()) == test::rows_of(want.view()));
+}
+
+void run_every_job(const local_cluster& cluster, client_options co = {}) {
+  auto c = client::connect(cluster.address, co);
+  EXPECT_EQ(c.num_workers(), static_cast<int>(cluster.num_workers()));
+  for (const auto& job : job_names()) {
+    SCOPED_TRACE(job);
+    auto remote = run_job(c, job, options_for(job));
+    EXPECT_GT(remote.result.num_rows(), 0);
+    expect_same(remote.result, embedded_result(job, static_cast<int>(cluster.num_workers())));
+  }
+}
+
+class cluster_test : public ::testing::Test {
+ protected:
+  void SetUp() override { use_loopback_env(); }
+};
+
+TEST_F(cluster_test, EveryBuiltInJobMatchesTheEmbeddedRunOverTcp) {
+  cluster_spec spec;
+  spec.env = loopback_env;
+  local_cluster cluster(spec);
+  run_every_job(cluster);
+}
+
+TEST_F(cluster_test, EveryBuiltInJobMatchesTheEmbeddedRunWithSharedMemory) {
+  cluster_spec spec;
+  spec.env = loopback_env;
+  spec.shared_memory = true;
+  local_cluster cluster(spec);
+  client_options co;
+  co.shared_memory = true;
+  run_every_job(cluster, co);
+}
+
+TEST_F(cluster_test, StatusListsWorkersAndNoticesADeadOne) {
+  cluster_spec spec;
+  spec.env = loopback_env;
+  local_cluster cluster(spec);
+  auto c = client::connect(cluster.address);
+  auto s = c.status();
+  ASSERT_EQ(s.workers.size(), 3u);
+  for (const auto& w : s.workers) {
+    EXPECT_TRUE(w.alive);
+    EXPECT_EQ(w.backend, "cpu");
+    EXPECT_GT(w.pid, 0);
+  }
+  cluster.worker(1).signal(SIGKILL);
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  int alive = 3;
+  while (alive == 3 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+    alive = c.num_workers();
+  }
+  EXPECT_EQ(alive, 2);
+}
+
+TEST_F(cluster_test, AWorkerKilledMidJobDoesNotChangeTheResult) {
+  cluster_spec spec;
+  spec.env = loopback_env;
+  local_cluster cluster(spec);
+  auto c = client::connect(cluster.address);
+  job_options o;
+  o.rows = 3'000'000;
+  auto want = [&] {
+    client_options co;
+    co.workers = 3;
+    co.backend = backend_choice::cpu;
+    co.cpu_threads = 1;
+    auto local = client::local(co);
+    return run_job(local, "groupby", o).result;
+  }();
+  std::thread killer([&] {
+    std::this_thread::sleep_for(400ms);
+    cluster.worker(0).signal(SIGKILL);
+  });
+  auto started = std::chrono::steady_clock::now();
+  try {
+    auto got = run_job(c, "groupby", o);
+    expect_same(got.result, want);
+  } catch (const error& e) {
+    // Allowed, if it says why: but never a hang.
+    EXPECT_NE(std::string(e.what()).find("worker"), std::string::npos) << e.what();
+  }
+  killer.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 30s) << cluster.logs();
+  // The cluster keeps serving on the remaining workers.
+  expect_same(run_job(c, "wordcount", options_for("wordcount")).result,
+              embedded_result("wordcount", 2));
+}
+
+TEST_F(cluster_test, ATaskErrorFailsTheJobWithItsTypeAndTheClusterServesOn) {
+  cluster_spec spec;
+  spec.env = loopback_env;
+  spec.worker_args = {"--device-memory-limit", "8MB"};
+  local_cluster cluster(spec);
+  auto c = client::connect(cluster.address);
+  // 2M rows do not fit in a worker's 8 MB budget: the task fails inside its operator.
+  job_options big;
+  big.rows = 2'000'000;
+  try {
+    (void)run_job(c, "groupby", big);
+    FAIL() << "a job ran past its workers' memory budget";
+  } catch (const out_of_memory& e) {
+    EXPECT_NE(std::string(e.what()).find("failed on worker"), std::string::npos) << e.what();
+  }
+  expect_same(run_job(c, "wordcount", options_for("wordcount")).result,
+              embedded_result("wordcount", 3));
+}
+
+TEST_F(cluster_test, WrongTokenIsRefusedAndOffLoopbackNeedsAToken) {
+  cluster_spec spec;
+  spec.env = loopback_env;
+  spec.token = "cluster-secret";
+  spec.workers = 1;
+  local_cluster cluster(spec);
+  client_options co;
+  co.token = "guess";
+  try {
+    (void)client::connect(cluster.address, co);
+    FAIL() << "a wrong token was accepted";
+  } catch (const transport_error& e) {
+    EXPECT_NE(std::string(e.what()).find("wrong cluster token"), std::string::npos) << e.what();
+  }
+  co.token = "cluster-secret";
+  auto c = client::connect(cluster.address, co);
+  expect_same(run_job(c, "join", options_for("join")).result, embedded_result("join", 1));
+
+  test::temp_dir dir("ember-open");
+  test::child_process open({test::ember_executable().string(), "scheduler", "--listen",
+                            "0.0.0.0:0", "--data", dir.path().string()},
+                           dir.path() / "open");
+  auto code = open.wait_exit(20s);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 2);
+  EXPECT_NE(open.err().find("--token-file"), std::string::npos) << open.err();
+}
+
+TEST_F(cluster_test, AJobWithoutWorkersFailsClearly) {
+  cluster_spec spec;
+  spec.env = loopback_env;
+  spec.workers = 0;
+  local_cluster cluster(spec);
+  auto c = client::connect(cluster.address);
+  auto started = std::chrono::steady_clock::now();
+  try {
+    (void)run_job(c, "sort", options_for("sort"));
+    FAIL() << "a job ran without workers";
+  } catch (const transport_error& e) {
+    EXPECT_NE(std::string(e.what()).find("no live worker"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 30s);
+}
+
+// ---- three network namespaces -------------------------------------------------------------
+
+// Namespaces a (scheduler, worker 0), b (worker 1) and c (worker 2): a bridge in a, veth pairs
+// from b and c into it, addresses in 10.201.N.0/24 that exist only inside the namespaces.
+class namespaces {
+ public:
+  namespaces() : _prefix("em" + std::to_string(::getpid() % 100000)) {
+    auto subnet = "10.201." + std::to_string(::getpid() % 250) + ".";
+    address = subnet + "1";
+    std::string script =
+        "set -e\n"
+        "for n in a b c; do ip netns add " + _prefix + "$n; ip -n " + _prefix + "$n link set lo up; done\n"
+        "ip -n " + _prefix + "a link add br0 type bridge\n"
+        "ip -n " + _prefix + "a link set br0 up\n"
+        "ip -n " + _prefix + "a addr add " + subnet + "1/24 dev br0\n";
+    int host = 2;
+    for (auto n : {"b", "c"}) {
+      auto peer = std::string("v") + n;
+      script += "ip link add " + peer + "a netns " + _prefix + "a type veth peer name " + peer +
+                " netns " + _prefix + n + "\n";
+      script += "ip -n " + _prefix + "a link set " + peer + "a master br0 up\n";
+      script += "ip -n " + _prefix + n + " addr add " + subnet + std::to_string(host++) + "/24 dev " +
+                peer + "\n";
+      script += "ip -n " + _prefix + n + " link set " + peer + " up\n";
+    }
+    ok = test::shell("sh -c '" + script + "' > /dev/null 2>&1") == 0;
+    if (!ok) cleanup();
+  }
+  ~namespaces() { cleanup(); }
+  [[nodiscard]] std::vector<std::string> exec_in(const std::string& n) const {
+    return {"ip", "netns", "exec", _prefix + n};
+  }
+  bool ok = false;
+  std::string address;  ///< the scheduler's, in namespace a
+
+ private:
+  void cleanup() {
+    for (auto n : {"a", "b", "c"}) test::shell("ip netns del " + _prefix + n + " > /dev/null 2>&1");
+  }
+  std::string _prefix;
+};
+
+TEST(cluster_namespaces, EveryBuiltInJobMatchesAcrossThreeNamespaces) {
+  if (::geteuid() != 0) GTEST_SKIP() << "creating network namespaces needs root";
+  namespaces ns;
+  if (!ns.ok) GTEST_SKIP() << "this machine does not let the test create network namespaces";
+  cluster_spec spec;
+  spec.listen_host = ns.address;
+  spec.token = "namespaced-secret";  // off loopback, a token is required
+  spec.wrap = {ns.exec_in("a"), ns.exec_in("a"), ns.exec_in("b"), ns.exec_in("c")};
+  spec.env = {"UCX_NET_DEVICES=", "UCX_SOCKADDR_TLS_PRIORITY=", "EMBER_LOG_LEVEL=info"};
+  local_cluster cluster(spec);
+  // The client runs in namespace a too: the addresses exist nowhere else.
+  for (const auto& job : job_names()) {
+    SCOPED_TRACE(job);
+    auto csv = cluster.dir() / (job + ".csv");
+    std::vector<std::string> argv = ns.exec_in("a");
+    for (const auto& a : {test::ember_executable().string(), std::string("run"), job,
+                          std::string("--scheduler"), cluster.address, std::string("--token-file"),
+                          cluster.token_file().string(), std::string("--quiet"),
+                          std::string("--rows"), std::string("120000"), std::string("--output"),
+                          csv.string()})
+      argv.push_back(a);
+    if (job == "wordcount") {
+      argv.push_back("--input");
+      for (const auto* f : {"garden.txt", "harbour.txt", "machines.txt"})
+        argv.push_back((test::source_dir() / "data" / f).string());
+    }
+    test::child_process run(argv, cluster.dir() / ("run-" + job), spec.env);
+    auto code = run.wait_exit(120s);
+    ASSERT_TRUE(code.has_value()) << "the job hung";
+    ASSERT_EQ(*code, 0) << run.err() << cluster.logs();
+    auto want = cluster.dir() / (job + ".embedded.csv");
+    write_csv_file(embedded_result(job, 3).view(), want);
+    EXPECT_EQ(test::read_file(csv), test::read_file(want));
+    EXPECT_NE(run.out().find("on 3 cpu worker(s) of " + cluster.address), std::string::npos)
+        << run.out();
+  }
+}
+
+}  // namespace
+}  // namespace ember
