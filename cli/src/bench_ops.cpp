@@ -20,6 +20,7 @@
 #include <ember/host/error.hpp>
 #include <ember/host/log.hpp>
 
+#include "bench_stats.hpp"
 #include "machine_info.hpp"
 #include "peer_process.hpp"
 #include "progress.hpp"
@@ -152,15 +153,6 @@ std::vector<workload> make_workloads(size_type rows) {
   j.rows = left_rows + right_rows;
   w.push_back(std::move(j));
   return w;
-}
-
-struct stats {
-  double median = 0, min = 0, max = 0;
-};
-stats summarize(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  if (v.empty()) return {};
-  return {v[v.size() / 2], v.front(), v.back()};
 }
 
 double seconds_since(clock_type::time_point t0) {

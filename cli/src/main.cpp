@@ -11,6 +11,7 @@
 #include <ember/host/error.hpp>
 #include <ember/host/log.hpp>
 
+#include "bench_cluster.hpp"
 #include "bench_ops.hpp"
 #include "run_command.hpp"
 #include "service_commands.hpp"
@@ -101,6 +102,24 @@ int run_cli(int argc, char** argv) {
   ops_cmd->add_option("--compare", ops.compare, "Run a peer on the same data: duckdb");
   ops_cmd->add_option("--python", ops.python, "Python with duckdb installed (for --compare)");
 
+  cli::bench_cluster_options shuffle;
+  std::string shuffle_size;
+  auto* shuffle_cmd = bench_cmd->add_subcommand(
+      "shuffle", "Shuffle bandwidth across worker processes, beside ucx_perftest");
+  shuffle_cmd->add_option("--size", shuffle_size, "Bytes shuffled (default 2GB)");
+  shuffle_cmd->add_option("--workers", shuffle.workers, "Worker processes (default 3)");
+  shuffle_cmd->add_option("--transport", shuffle.transports, "tcp and/or shm (default both)");
+  shuffle_cmd->add_option("--rounds", shuffle.rounds, "Timed rounds (default 3)");
+  shuffle_cmd->add_option("--json", shuffle.json_path, "Write the JSON report here");
+  cli::bench_cluster_options tasks;
+  std::string tasks_count;
+  auto* tasks_cmd = bench_cmd->add_subcommand(
+      "tasks", "Near-empty tasks per second through the scheduler and worker processes");
+  tasks_cmd->add_option("--tasks", tasks_count, "Tasks per job (default 50000)");
+  tasks_cmd->add_option("--workers", tasks.workers, "Worker processes (default 3)");
+  tasks_cmd->add_option("--rounds", tasks.rounds, "Timed rounds (default 3)");
+  tasks_cmd->add_option("--json", tasks.json_path, "Write the JSON report here");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -118,6 +137,14 @@ int run_cli(int argc, char** argv) {
     run.exchange = cli::parse_exchange(run_exchange);
     EMBER_EXPECTS(run.timeout_ms >= 0, invalid_input, "--timeout-ms: negative");
     return cli::run_job_command(run);
+  }
+  if (*shuffle_cmd) {
+    if (!shuffle_size.empty()) shuffle.bytes = cli::parse_size(shuffle_size, "--size");
+    return cli::run_bench_shuffle(shuffle);
+  }
+  if (*tasks_cmd) {
+    if (!tasks_count.empty()) tasks.tasks = cli::parse_count(tasks_count, "--tasks");
+    return cli::run_bench_tasks(tasks);
   }
   if (*sched_cmd) {
     if (!sched_token_file.empty()) sched.token = cli::read_token_file(sched_token_file);

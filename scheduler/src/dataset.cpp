@@ -139,6 +139,10 @@ dataset concat(const std::vector<dataset>& inputs) {
 
 dataset dataset::limit(size_type count) const { return then(limit_node{_plan.root, count}); }
 
+dataset dataset::repartition(std::vector<std::string> keys) const {
+  return then(repartition_node{_plan.root, std::move(keys)});
+}
+
 dataset dataset::label(std::string name) const {
   dataset out = *this;
   out._plan.nodes[static_cast<std::size_t>(out._plan.root)].label = std::move(name);

@@ -91,7 +91,8 @@ std::vector<node_id> inputs_of(const node_op& op) {
 std::string_view op_name(const node_op& op) noexcept {
   static constexpr std::string_view names[] = {
       "table",     "read_text", "generate", "exchange", "project", "filter", "tokenize",
-      "aggregate", "distinct",  "sort",     "top_k",    "join",    "concat", "limit"};
+      "aggregate", "distinct",  "sort",     "top_k",    "join",    "concat", "limit",
+      "repartition"};
   static_assert(std::size(names) == std::variant_size_v<node_op>);
   return names[op.index()];
 }
@@ -194,6 +195,7 @@ struct describe_op {
   }
   std::string operator()(const concat_node&) const { return {}; }
   std::string operator()(const limit_node& n) const { return std::to_string(n.count); }
+  std::string operator()(const repartition_node& n) const { return list(n.keys); }
 };
 }  // namespace
 

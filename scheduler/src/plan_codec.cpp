@@ -251,6 +251,10 @@ struct node_writer {
     w.put(n.input);
     w.put(n.count);
   }
+  void operator()(const repartition_node& n) const {
+    w.put(n.input);
+    put_strings(w, n.keys);
+  }
 };
 
 // ---- reading --------------------------------------------------------------------------------
@@ -534,6 +538,12 @@ class node_reader {
         n.count = _r.get<std::int64_t>("a limit");
         return n;
       }
+      case 14: {
+        repartition_node n;
+        n.input = input();
+        n.keys = get_strings(_r, "repartition keys");
+        return n;
+      }
       default:
         break;
     }
@@ -557,7 +567,7 @@ class node_reader {
   node_id _self;
 };
 
-static_assert(std::variant_size_v<node_op> == 14, "a new node kind needs a codec tag");
+static_assert(std::variant_size_v<node_op> == 15, "a new node kind needs a codec tag");
 
 }  // namespace
 

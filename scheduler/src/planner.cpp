@@ -248,6 +248,13 @@ class builder {
   pipeline build_node(const top_k_node& n, const plan_node& node) {
     return gather_twice(n, node, static_cast<double>(n.k));
   }
+  pipeline build_node(const repartition_node& n, const plan_node& node) {
+    auto in = build(n.input);
+    auto rows = in.rows;
+    auto p = exchange(std::move(in), n.keys, rows);
+    if (!node.label.empty()) p.steps.back() += " [" + node.label + "]";
+    return p;
+  }
   pipeline build_node(const limit_node& n, const plan_node& node) {
     return gather_twice(n, node, static_cast<double>(n.count));
   }

@@ -271,6 +271,9 @@ void task_done_msg::encode(byte_writer& w) const {
   w.put(input_rows);
   w.put(input_bytes);
   w.put_f64(seconds);
+  w.put(fetched_bytes);
+  w.put_f64(fetch_start);
+  w.put_f64(fetch_end);
   w.put_count(labels.size());
   for (const auto& l : labels) {
     w.put_string(l.label);
@@ -291,6 +294,9 @@ task_done_msg task_done_msg::decode(byte_reader& r) {
   m.input_rows = r.get<std::int64_t>("input rows");
   m.input_bytes = r.get<std::int64_t>("input bytes");
   m.seconds = r.get_f64("seconds");
+  m.fetched_bytes = r.get<std::int64_t>("fetched bytes");
+  m.fetch_start = r.get_f64("fetch start");
+  m.fetch_end = r.get_f64("fetch end");
   auto n = r.get_count("labels", 20);
   for (std::size_t i = 0; i < n; ++i) {
     label_metrics l;
@@ -457,6 +463,8 @@ void job_result_msg::encode(byte_writer& w) const {
     w.put_f64(s.seconds);
     w.put(s.rows_out);
     w.put(s.bytes_out);
+    w.put(s.bytes_fetched);
+    w.put_f64(s.fetch_seconds);
   }
   w.put_count(metrics.labels.size());
   for (const auto& l : metrics.labels) {
@@ -473,7 +481,7 @@ void job_result_msg::encode(byte_writer& w) const {
 job_result_msg job_result_msg::decode(byte_reader& r) {
   job_result_msg m;
   m.request = r.get<std::uint64_t>("request");
-  auto n = r.get_count("stages", 36);
+  auto n = r.get_count("stages", 52);
   for (std::size_t i = 0; i < n; ++i) {
     stage_metrics s;
     s.name = r.get_string("stage name");
@@ -481,6 +489,8 @@ job_result_msg job_result_msg::decode(byte_reader& r) {
     s.seconds = r.get_f64("seconds");
     s.rows_out = r.get<std::int64_t>("rows");
     s.bytes_out = r.get<std::int64_t>("bytes");
+    s.bytes_fetched = r.get<std::int64_t>("bytes fetched");
+    s.fetch_seconds = r.get_f64("fetch seconds");
     m.metrics.stages.push_back(std::move(s));
   }
   auto l = r.get_count("labels", 20);

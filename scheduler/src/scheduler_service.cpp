@@ -79,6 +79,7 @@ enum class exchange_state { none, running, done };
 
 struct stage_rec {
   std::vector<task_rec> tasks;
+  std::deque<int> pending;  // tasks waiting for a worker, in partition order (may hold stale ones)
   int done = 0;
   std::set<int> defined_on;
   std::vector<int> consumers;
@@ -107,7 +108,8 @@ struct job_rec {
   std::optional<clock_type::time_point> workerless_since;
   exchange_path path = exchange_path::automatic;
   int retried = 0;
-  bool ended = false;  // answered (or abandoned); erased at the end of the loop's pass
+  bool ended = false;
+  clock_type::time_point last_progress{};  // answered (or abandoned); erased at the end of the loop's pass
 };
 
 }  // namespace
@@ -438,6 +440,7 @@ struct scheduler_service::impl final : transport::node_handler {
         t.worker = -1;
         ++t.attempt;
         ++job.retried;
+        st.pending.push_back(static_cast<int>(p));
       }
     }
     for (bool changed = true; changed;) {
@@ -456,11 +459,13 @@ struct scheduler_service::impl final : transport::node_handler {
           up.finished = false;
           up.done = 0;
           up.exchange = exchange_state::none;
-          for (auto& t : up.tasks) {
+          for (std::size_t p = 0; p < up.tasks.size(); ++p) {
+            auto& t = up.tasks[p];
             if (t.st == task_state::running) continue;
             t.st = task_state::pending;
             t.worker = -1;
             ++job.retried;
+            up.pending.push_back(static_cast<int>(p));
           }
           changed = true;
         }
@@ -506,6 +511,7 @@ struct scheduler_service::impl final : transport::node_handler {
       for (std::size_t s = 0; s < job.plan.stages.size(); ++s) {
         const auto& st = job.plan.stages[s];
         job.stages[s].tasks.resize(static_cast<std::size_t>(st.partitions));
+        for (int p = 0; p < st.partitions; ++p) job.stages[s].pending.push_back(p);
         job.stages[s].nccl = use_nccl && st.output.mode == exchange_mode::hash;
         for (auto in : st.inputs) job.stages[static_cast<std::size_t>(in)].consumers.push_back(static_cast<int>(s));
       }
@@ -596,13 +602,17 @@ struct scheduler_service::impl final : transport::node_handler {
       if (job.ended) continue;
       for (std::size_t s = 0; s < job.stages.size(); ++s) {
         auto& st = job.stages[s];
-        if (st.finished || st.done == static_cast<int>(st.tasks.size()) || !inputs_ready(job, s)) continue;
-        for (std::size_t p = 0; p < st.tasks.size(); ++p) {
-          auto& t = st.tasks[p];
-          if (t.st != task_state::pending) continue;
-          int w = place(job, s, static_cast<int>(p));
+        if (st.finished || st.pending.empty() || !inputs_ready(job, s)) continue;
+        while (!st.pending.empty()) {
+          int p = st.pending.front();
+          if (st.tasks[static_cast<std::size_t>(p)].st != task_state::pending) {
+            st.pending.pop_front();
+            continue;
+          }
+          int w = place(job, s, p);
           if (w < 0) break;
-          dispatch(job, s, static_cast<int>(p), w);
+          st.pending.pop_front();
+          dispatch(job, s, p, w);
         }
       }
     }
@@ -680,8 +690,13 @@ struct scheduler_service::impl final : transport::node_handler {
     auto& st = job->stages[s];
     ++st.done;
     st.last_end = clock_type::now();
-    report_progress(*job, s);
-    if (st.done == static_cast<int>(st.tasks.size())) stage_complete(*job, s);
+    bool complete = st.done == static_cast<int>(st.tasks.size());
+    // Progress goes out at most every 100 ms, and whenever a stage completes.
+    if (complete || st.last_end - job->last_progress > std::chrono::milliseconds(100)) {
+      job->last_progress = st.last_end;
+      for (std::size_t i = 0; i < job->stages.size(); ++i) report_progress(*job, i);
+    }
+    if (complete) stage_complete(*job, s);
     if (std::all_of(job->stages.begin(), job->stages.end(), [](const stage_rec& x) { return x.finished; }))
       finish(*job);
   }
@@ -762,7 +777,7 @@ struct scheduler_service::impl final : transport::node_handler {
 
   void report_progress(job_rec& job, std::size_t s) {
     auto& st = job.stages[s];
-    if (st.done == st.reported) return;
+    if (st.done == st.reported || !st.started) return;
     st.reported = st.done;
     job_progress_msg m;
     m.request = job.request;
@@ -784,6 +799,7 @@ struct scheduler_service::impl final : transport::node_handler {
       t->worker = -1;
       ++t->attempt;
       ++job->retried;
+      job->stages[static_cast<std::size_t>(f.stage)].pending.push_back(f.partition);
       return;
     }
     fail(*job, f.kind,
@@ -802,7 +818,16 @@ struct scheduler_service::impl final : transport::node_handler {
       sm.name = job.plan.stages[s].name;
       sm.tasks = static_cast<int>(st.tasks.size());
       sm.seconds = st.started ? seconds_between(st.first_start, st.last_end) : 0.0;
+      std::map<int, std::pair<double, double>> fetching;  // worker -> (first start, last end)
       for (const auto& t : st.tasks) {
+        if (t.done.fetched_bytes > 0) {
+          sm.bytes_fetched += t.done.fetched_bytes;
+          auto [it, fresh] = fetching.try_emplace(t.worker, t.done.fetch_start, t.done.fetch_end);
+          if (!fresh) {
+            it->second.first = std::min(it->second.first, t.done.fetch_start);
+            it->second.second = std::max(it->second.second, t.done.fetch_end);
+          }
+        }
         sm.rows_out += t.done.rows;
         sm.bytes_out += t.done.bytes;
         metrics.input_rows += t.done.input_rows;
@@ -818,6 +843,8 @@ struct scheduler_service::impl final : transport::node_handler {
           }
         }
       }
+      for (const auto& [w, span] : fetching)
+        sm.fetch_seconds = std::max(sm.fetch_seconds, span.second - span.first);
       metrics.stages.push_back(std::move(sm));
     }
     std::vector<table_view> views;

@@ -202,6 +202,11 @@ struct infer {
     }
     return first;
   }
+  schema operator()(const repartition_node& n) const {
+    EMBER_EXPECTS(!n.keys.empty(), invalid_input, "repartition: no key columns");
+    for (const auto& k : n.keys) (void)input().index_of(k);
+    return input();
+  }
   schema operator()(const limit_node& n) const {
     EMBER_EXPECTS(n.count >= 0, invalid_input, "limit: negative count " + std::to_string(n.count));
     return input();

@@ -142,6 +142,10 @@ class task_evaluator {
     auto in = eval(n.input, p);
     return own(top_k(in.rows, n.keys, n.k, _ctx));
   }
+  // The planner turns repartitions into exchanges; a body never holds one.
+  part eval_node(const repartition_node&, int) {
+    throw logic_error("a repartition node inside a stage body");
+  }
   part eval_node(const limit_node& n, int p) {
     auto in = eval(n.input, p);
     auto rows = std::min(n.count, in.rows.num_rows());

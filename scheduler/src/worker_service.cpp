@@ -50,6 +50,8 @@ struct task_state {
   int outstanding = 0;
   bool gathering = false;  // counted in impl::waiting
   bool failed = false;
+  clock_type::time_point fetch_start{}, fetch_end{};
+  std::int64_t fetched_bytes = 0;
 };
 
 struct fetch_state {
@@ -58,6 +60,11 @@ struct fetch_state {
   int peer = 0;
   clock_type::time_point deadline;
 };
+
+// The bytes a table's buffers take on the wire.
+std::size_t body_bytes(const table_view& t) {
+  return transport::describe_table(t, nullptr).body_bytes;
+}
 
 class worker_io final : public task_io {
  public:
@@ -142,6 +149,7 @@ struct worker_service::impl final : transport::node_handler {
   std::deque<int> connect_queue;
   std::deque<nccl_exchange_msg> nccl_queue;
 
+  const clock_type::time_point started_at = clock_type::now();
   std::thread housekeeper;
   std::thread connector;
   std::thread nccl_thread;
@@ -173,6 +181,8 @@ struct worker_service::impl final : transport::node_handler {
     start_slots();
 
     transport::node_options no;
+    // Fetched blocks land in warm pooled host memory: fresh pages would cost a fault each.
+    no.receive_resource = &default_host_pool();
     no.token = o.token;
     no.shared_memory = o.shared_memory;
     no.connect_timeout = std::min<std::chrono::milliseconds>(o.connect_timeout,
@@ -343,6 +353,11 @@ struct worker_service::impl final : transport::node_handler {
       done.input_bytes = io.input_bytes;
       done.seconds = std::chrono::duration<double>(clock_type::now() - start).count();
       done.labels = std::move(io.labels);
+      if (t.fetched_bytes > 0) {
+        done.fetched_bytes = t.fetched_bytes;
+        done.fetch_start = std::chrono::duration<double>(t.fetch_start - started_at).count();
+        done.fetch_end = std::chrono::duration<double>(t.fetch_end - started_at).count();
+      }
       done.block_bytes = std::move(io.block_bytes);
       auto to = scheduler_connection();
       if (io.result) {
@@ -474,7 +489,11 @@ struct worker_service::impl final : transport::node_handler {
       if (t.failed) return;
       t.inputs[{f.stage, f.reduce}][static_cast<std::size_t>(f.map)] =
           block{owner, owner->view(), -1, 0};
-      if (--t.outstanding == 0) complete = f.task;
+      t.fetched_bytes += static_cast<std::int64_t>(body_bytes(owner->view()));
+      if (--t.outstanding == 0) {
+        t.fetch_end = clock_type::now();
+        complete = f.task;
+      }
     }
     if (complete) make_ready(std::move(complete));
   }
@@ -553,6 +572,7 @@ struct worker_service::impl final : transport::node_handler {
           for (auto& [peer, request] : to_send) fetches.erase(request);
           to_send.clear();
         } else if (t->outstanding > 0) {
+          t->fetch_start = clock_type::now();
           t->gathering = true;
           ++waiting;
         }

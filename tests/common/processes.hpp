@@ -1,11 +1,7 @@
 #pragma once
-// Real processes for integration tests: a child_process that is always killed and reaped when
-// it goes out of scope (even when a test fails), and a local_cluster of an `ember scheduler` and
+// Real processes for integration tests: child processes (ember::child_process, always killed and
+// reaped when they go out of scope, even when a test fails), and a local_cluster of an `ember scheduler` and
 // N `ember worker` processes, optionally inside network namespaces.
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -21,19 +17,14 @@
 #include <thread>
 #include <vector>
 
-#include "common/paths.hpp"
+#include <ember/host/process.hpp>
 
-extern char** environ;
+#include "common/paths.hpp"
 
 namespace ember::test {
 
 /// The whole text of a file ("" when missing).
-inline std::string read_file(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+inline std::string read_file(const std::filesystem::path& p) { return read_file_text(p); }
 
 /// A folder that is removed with everything in it when the object goes away.
 class temp_dir {
@@ -56,81 +47,7 @@ class temp_dir {
   std::filesystem::path _path;
 };
 
-/// A child process with stdout and stderr in files. Killed (SIGKILL) and reaped on destruction.
-class child_process {
- public:
-  child_process(std::vector<std::string> argv, const std::filesystem::path& log_prefix,
-                const std::vector<std::string>& extra_env = {})
-      : _out(log_prefix.string() + ".out"), _err(log_prefix.string() + ".err") {
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, _out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&actions, 2, _err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    std::vector<std::string> env;
-    for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
-    for (const auto& e : extra_env) {
-      auto key = e.substr(0, e.find('=') + 1);
-      std::erase_if(env, [&](const std::string& x) { return x.rfind(key, 0) == 0; });
-      if (e.back() != '=') env.push_back(e);  // "NAME=" removes NAME
-    }
-    std::vector<char*> args, envp;
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    for (auto& e : env) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    int rc = posix_spawnp(&_pid, args[0], &actions, nullptr, args.data(), envp.data());
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) throw std::runtime_error("cannot start " + argv[0]);
-  }
-  ~child_process() {
-    if (_pid > 0 && !_exit_code) {
-      ::kill(_pid, SIGKILL);
-      int status = 0;
-      ::waitpid(_pid, &status, 0);
-    }
-  }
-  child_process(const child_process&) = delete;
-  child_process& operator=(const child_process&) = delete;
-
-  [[nodiscard]] pid_t pid() const { return _pid; }
-  void signal(int sig) const { ::kill(_pid, sig); }
-  /// The exit code once the process has exited (128 + signal when killed), within `limit`.
-  std::optional<int> wait_exit(std::chrono::milliseconds limit) {
-    if (_exit_code) return _exit_code;
-    auto deadline = std::chrono::steady_clock::now() + limit;
-    for (;;) {
-      int status = 0;
-      if (::waitpid(_pid, &status, WNOHANG) == _pid) {
-        _exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        return _exit_code;
-      }
-      if (std::chrono::steady_clock::now() > deadline) return std::nullopt;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-  }
-  [[nodiscard]] std::string out() const { return read_file(_out); }
-  [[nodiscard]] std::string err() const { return read_file(_err); }
-  /// Waits until stdout matches `pattern`; returns the first capture group (or the match).
-  std::string wait_for_output(const std::string& pattern, std::chrono::milliseconds limit) {
-    std::regex re(pattern);
-    auto deadline = std::chrono::steady_clock::now() + limit;
-    for (;;) {
-      std::smatch m;
-      auto text = out();
-      if (std::regex_search(text, m, re)) return m.size() > 1 ? m[1].str() : m[0].str();
-      if (wait_exit(std::chrono::milliseconds(0)) || std::chrono::steady_clock::now() > deadline) {
-        throw std::runtime_error("no '" + pattern + "' in the output of pid " +
-                                 std::to_string(_pid) + "; stderr:\n" + err());
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-  }
-
- private:
-  pid_t _pid = -1;
-  std::string _out, _err;
-  std::optional<int> _exit_code;
-};
+using ember::child_process;
 
 /// Runs a shell command; returns its exit status.
 inline int shell(const std::string& command) {

@@ -153,3 +153,27 @@ TEST(client, a_moved_client_keeps_running) {
 
 }  // namespace
 }  // namespace ember::test
+
+namespace ember::test {
+namespace {
+
+TEST(client, repartition_keeps_every_row_and_puts_equal_keys_together) {
+  auto c = cpu_client(3);
+  auto d = c.generate("keyed", 100'000, 7, 500).repartition({"key"});
+  auto plan = c.explain(d.logical_plan());
+  ASSERT_EQ(plan.stages.size(), 2u);
+  EXPECT_EQ(plan.stages[0].output.mode, exchange_mode::hash);
+  EXPECT_EQ(plan.stages[0].output.keys, std::vector<std::string>{"key"});
+  // Every row arrives once: the same rows as the input, in some order.
+  auto got = d.collect();
+  auto want = c.generate("keyed", 100'000, 7, 500).collect();
+  EXPECT_EQ(sorted_rows(got.view()), sorted_rows(want.view()));
+  // Equal keys share a partition: counting per key after the shuffle needs no second shuffle.
+  auto counted = c.generate("keyed", 1000, 7, 10).repartition({"key"});
+  EXPECT_EQ(c.explain(counted.logical_plan()).stages.back().body.nodes.size(), 1u);
+  expect_invalid([&] { (void)d.repartition({"nope"}); }, {"nope"});
+  expect_invalid([&] { (void)d.repartition({}); }, {"no key columns"});
+}
+
+}  // namespace
+}  // namespace ember::test

@@ -46,7 +46,7 @@ frame_header decode_frame_header(std::span<const std::uint8_t> am_header,
                   "build speaks version " + std::to_string(protocol_version) + ")");
   }
   if (h.reserved != 0) return reject("reserved bits are set");
-  if ((h.flags & ~frame_flag_table) != 0) return reject("unknown flags " + std::to_string(h.flags));
+  if (h.flags > frame_flag_segment) return reject("unknown flags " + std::to_string(h.flags));
   if (h.meta_bytes > limits.max_meta_bytes) {
     return reject("metadata of " + std::to_string(h.meta_bytes) + " bytes exceeds the limit of " +
                   std::to_string(limits.max_meta_bytes));
@@ -56,7 +56,7 @@ frame_header decode_frame_header(std::span<const std::uint8_t> am_header,
                   " bytes of metadata but " + std::to_string(am_header.size() - frame_header_bytes) +
                   " arrived");
   }
-  bool table = (h.flags & frame_flag_table) != 0;
+  bool table = h.flags == frame_flag_segment;
   std::size_t limit = table ? limits.max_table_bytes : limits.max_message_bytes;
   if (h.body_bytes > limit) {
     return reject("a " + std::string(table ? "table" : "message") + " body of " +

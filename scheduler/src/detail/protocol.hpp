@@ -151,6 +151,9 @@ struct task_done_msg {
   std::int64_t input_bytes = 0;
   double seconds = 0;
   std::vector<label_metrics> labels;
+  /// Inputs fetched from other workers: bytes, and when (seconds since the worker started).
+  std::int64_t fetched_bytes = 0;
+  double fetch_start = 0, fetch_end = 0;
   /// Bytes of each block written (index: reduce partition), for placement.
   std::vector<std::int64_t> block_bytes;
   void encode(byte_writer& w) const;

@@ -67,6 +67,9 @@ class dataset {
   [[nodiscard]] dataset concat(const dataset& other) const;
   /// The first `count` rows.
   [[nodiscard]] dataset limit(size_type count) const;
+  /// The same rows, hash-partitioned by `keys` (a shuffle). Throws ember::invalid_input for an
+  /// unknown column or no keys.
+  [[nodiscard]] dataset repartition(std::vector<std::string> keys) const;
   /// Labels the last operator: its output rows and bytes appear under this name in the job's
   /// metrics (job_metrics::labels), and the name in stage names.
   [[nodiscard]] dataset label(std::string name) const;

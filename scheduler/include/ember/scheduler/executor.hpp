@@ -68,6 +68,10 @@ struct stage_metrics {
   /// Rows and bytes (table_bytes) that its tasks produced, before the exchange.
   size_type rows_out = 0;
   size_type bytes_out = 0;
+  /// Distributed runs: the body bytes its tasks fetched from other workers, and the longest
+  /// time any one worker spent fetching them (first request to last arrival).
+  size_type bytes_fetched = 0;
+  double fetch_seconds = 0;
 };
 
 /// Rows and bytes produced by the nodes that carry a label, summed over their tasks.

@@ -157,11 +157,17 @@ struct limit_node {
   node_id input = -1;
   size_type count = 0;
 };
+/// The input's rows, hash-partitioned by `keys` into the planner's shuffle partition count: a
+/// shuffle and nothing else (rows with equal keys end up in one partition).
+struct repartition_node {
+  node_id input = -1;
+  std::vector<std::string> keys;
+};
 
 using node_op =
     std::variant<table_source, text_source, generate_source, exchange_source, project_node,
                  filter_node, tokenize_node, aggregate_node, distinct_node, sort_node, top_k_node,
-                 join_node, concat_node, limit_node>;
+                 join_node, concat_node, limit_node, repartition_node>;
 
 /// One node: the operator and an optional label. A label names the node's output in stage
 /// names and in the job's metrics (rows and bytes it produced), e.g. "enriched".
@@ -189,7 +195,8 @@ struct plan {
 /// The inputs a node reads, in order.
 [[nodiscard]] std::vector<node_id> inputs_of(const node_op& op);
 /// The operator's name: "table", "read_text", "generate", "exchange", "project", "filter",
-/// "tokenize", "aggregate", "distinct", "sort", "top_k", "join", "concat", "limit".
+/// "tokenize", "aggregate", "distinct", "sort", "top_k", "join", "concat", "limit",
+/// "repartition".
 [[nodiscard]] std::string_view op_name(const node_op& op) noexcept;
 /// Readable names of enum values, as plans print them.
 [[nodiscard]] std::string_view to_string(join_strategy s) noexcept;

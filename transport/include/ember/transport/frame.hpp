@@ -4,9 +4,9 @@
 // Every message travels as one UCX active message: its AM header is this 24-byte frame header
 // followed by `meta_bytes` of metadata, its AM payload is the `body_bytes`-byte body. Control
 // messages (hello, heartbeats, task assignments) carry everything in the body and no metadata;
-// table messages carry the application's header and the table's layout (table_wire.hpp) as
-// metadata and the table's buffers as the body, so that a receiver knows where every byte goes
-// before a rendezvous transfer starts.
+// a table travels as a first message whose metadata holds the application's header and the
+// table's layout (table_wire.hpp), then one message per buffer, so that a receiver knows where
+// every byte goes before a rendezvous transfer starts and receives it there directly.
 //
 // Layout (little-endian, fixed width):
 //   magic u32 "EMBW" (0x57424d45) | version u16 | type u16 | flags u16 | reserved u16 (0)
@@ -28,8 +28,11 @@ inline constexpr std::uint32_t frame_magic = 0x57424d45u;
 inline constexpr std::uint16_t protocol_version = 1;
 inline constexpr std::size_t frame_header_bytes = 24;
 
-/// flags: the body is a table's buffers and the metadata its layout.
+/// flags: the first message of a table (metadata: transfer id, table bytes, application header
+/// and layout; no body). Its non-empty buffers follow, one message each.
 inline constexpr std::uint16_t frame_flag_table = 1;
+/// flags: one buffer of a table (metadata: transfer id, segment index; body: the bytes).
+inline constexpr std::uint16_t frame_flag_segment = 2;
 
 struct frame_header {
   std::uint32_t magic = frame_magic;

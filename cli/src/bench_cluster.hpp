@@ -1,0 +1,36 @@
+#pragma once
+// Benchmarks of the distributed runtime. Each starts a cluster of its own on this machine (an
+// `ember scheduler` and `ember worker` processes of this same executable, over loopback) and
+// stops it afterwards.
+//
+//   shuffle  `size` bytes of generated rows hash-repartitioned across the workers (every block
+//            crosses UCX unless it stays on its producer), per transport (tcp; shared memory),
+//            beside `ucx_perftest` tag bandwidth on the same transport in the same run.
+//   tasks    `tasks` near-empty tasks (one generated row each) through the scheduler and the
+//            workers, beside the same job on the embedded in-process cluster.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <ember/host/types.hpp>
+
+namespace ember::cli {
+
+struct bench_cluster_options {
+  int workers = 3;
+  /// Bytes shuffled (shuffle).
+  size_type bytes = size_type{2} << 30;
+  /// Tasks per job (tasks).
+  size_type tasks = 50'000;
+  /// Transports to measure (shuffle): "tcp", "shm".
+  std::vector<std::string> transports = {"tcp", "shm"};
+  int rounds = 3;
+  std::string json_path;
+};
+
+/// `ember bench shuffle`. Returns the exit code.
+int run_bench_shuffle(const bench_cluster_options& options);
+/// `ember bench tasks`. Returns the exit code.
+int run_bench_tasks(const bench_cluster_options& options);
+
+}  // namespace ember::cli
