@@ -152,12 +152,56 @@ TEST_F(cli, bad_input_gets_a_clear_message_and_exit_status_2) {
            bad{"run nosuchjob", "nosuchjob"},
            bad{"run groupby --backend tpu", "unknown backend 'tpu'"},
            bad{"bench ops --rows 1000 --only nosuch", "unknown workload 'nosuch'"},
+           bad{"scheduler --listen 0.0.0.0:0 --data /tmp/ember-cli-open", "--token-file"},
+           bad{"scheduler --listen nocolon --data /tmp/ember-cli-open", "is not HOST:PORT"},
+           bad{"run sort --rows 10 --exchange carrier-pigeon", "not one of auto, ucx, nccl"},
+           bad{"run sort --rows 10 --scheduler 127.0.0.1:1 --token-file /nonexistent/token",
+               "cannot read the token file /nonexistent/token"},
+           bad{"worker --scheduler 127.0.0.1:1 --backend tpu", "unknown backend 'tpu'"},
        }) {
     auto r = run_ember(b.args);
     EXPECT_EQ(r.status, 2) << b.args << ": " << r.output;
     EXPECT_NE(r.output.find("ember: error:"), std::string::npos) << r.output;
     EXPECT_NE(r.output.find(b.message), std::string::npos) << b.args << ": " << r.output;
   }
+}
+
+TEST_F(cli, an_unreachable_scheduler_is_named_and_fails_quickly) {
+  auto r = run_ember("run sort --rows 10 --scheduler 127.0.0.1:1");
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("cannot reach the scheduler at 127.0.0.1:1"), std::string::npos)
+      << r.output;
+}
+
+TEST_F(cli, status_of_the_embedded_cluster_as_text_and_json) {
+  auto r = run_ember("status");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("embedded local cluster"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("alive"), std::string::npos) << r.output;
+  auto j = run_ember("status --json");
+  ASSERT_EQ(j.status, 0) << j.output;
+  auto report = nlohmann::json::parse(j.output.substr(j.output.find('{')));
+  EXPECT_EQ(report["scheduler"], "embedded local cluster");
+  ASSERT_GE(report["workers"].size(), 1u);
+  EXPECT_TRUE(report["workers"][0]["alive"].get<bool>());
+}
+
+TEST_F(cli, bench_tasks_and_shuffle_write_json_reports) {
+  auto tasks = _dir / "tasks.json";
+  auto r = run_ember("bench tasks --tasks 2000 --rounds 1 --json " + tasks.string());
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::ifstream tin(tasks);
+  auto t = nlohmann::json::parse(tin);
+  EXPECT_EQ(t["workload"], "tasks");
+  EXPECT_GT(t["results"][0]["tasks_per_second"]["median"].get<double>(), 0);
+  auto shuffle = _dir / "shuffle.json";
+  r = run_ember("bench shuffle --size 24MB --rounds 1 --transport tcp --json " + shuffle.string());
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::ifstream sin(shuffle);
+  auto s = nlohmann::json::parse(sin);
+  ASSERT_EQ(s["results"].size(), 1u);
+  EXPECT_GT(s["results"][0]["bytes_crossing_ucx"].get<double>(), 0);
+  EXPECT_GT(s["results"][0]["bytes_per_second_per_worker"].get<double>(), 0);
 }
 
 TEST_F(cli, bench_ops_writes_a_json_report_with_every_workload) {

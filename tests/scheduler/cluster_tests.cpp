@@ -195,6 +195,48 @@ TEST_F(cluster_test, WrongTokenIsRefusedAndOffLoopbackNeedsAToken) {
   EXPECT_NE(open.err().find("--token-file"), std::string::npos) << open.err();
 }
 
+TEST_F(cluster_test, APausedWorkerIsDeclaredDeadAndLeavesWhenItWakes) {
+  cluster_spec spec;
+  spec.env = loopback_env;
+  local_cluster cluster(spec);
+  auto c = client::connect(cluster.address);
+  cluster.worker(2).signal(SIGSTOP);
+  // Heartbeats every 100 ms; eight missed ones make it dead.
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (c.num_workers() == 3 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(c.num_workers(), 2);
+  expect_same(run_job(c, "join", options_for("join")).result, embedded_result("join", 2));
+  // Woken up, it finds the scheduler has closed its connection, and exits with status 3.
+  cluster.worker(2).signal(SIGCONT);
+  auto code = cluster.worker(2).wait_exit(15s);
+  ASSERT_TRUE(code.has_value()) << cluster.logs();
+  EXPECT_EQ(*code, 3);
+}
+
+TEST_F(cluster_test, ForcingTheNcclExchangeOnCpuWorkersFailsClearly) {
+  cluster_spec spec;
+  spec.env = loopback_env;
+  spec.workers = 2;
+  local_cluster cluster(spec);
+  client_options co;
+  co.exchange = exchange_choice::nccl;
+  auto c = client::connect(cluster.address, co);
+  try {
+    (void)run_job(c, "groupby", options_for("groupby"));
+    FAIL() << "the NCCL exchange ran on CPU workers";
+  } catch (const invalid_input& e) {
+    std::string what = e.what();
+    bool named = what.find("needs every worker on a GPU") != std::string::npos ||
+                 what.find("built without NCCL") != std::string::npos;
+    EXPECT_TRUE(named) << what;
+  }
+  // `auto` picks UCX for CPU workers.
+  co.exchange = exchange_choice::automatic;
+  auto a = client::connect(cluster.address, co);
+  expect_same(run_job(a, "groupby", options_for("groupby")).result, embedded_result("groupby", 2));
+}
+
 TEST_F(cluster_test, AJobWithoutWorkersFailsClearly) {
   cluster_spec spec;
   spec.env = loopback_env;
