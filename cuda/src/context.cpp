@@ -10,6 +10,7 @@
 EMBER_DECLARE_BACKENDS(std::unique_ptr<context> make_context(const context_options& options))
 namespace ember::gpu {
 int usable_device_count(std::string& reason) noexcept;
+memory_resource& pinned_upstream();
 }
 
 namespace ember {
@@ -46,6 +47,18 @@ const cuda_probe& probe() {
 }  // namespace
 
 bool cuda_available() noexcept { return probe().available; }
+
+memory_resource& pinned_host_resource() {
+  EMBER_EXPECTS(cuda_available(), invalid_input,
+                "pinned host memory needs CUDA: " + cuda_unavailable_reason());
+#if EMBER_WITH_CUDA
+  // Pinning is slow (the driver locks every page): keep up to 4 GiB of freed blocks warm.
+  static host_pool_resource pool(gpu::pinned_upstream(), std::size_t{4} << 30);
+  return pool;
+#else
+  throw logic_error("unreachable: CUDA reported available in a build without CUDA");
+#endif
+}
 std::string cuda_unavailable_reason() { return probe().reason; }
 
 context::context(backend_kind kind, context_options options, memory_resource& upstream)
@@ -103,8 +116,7 @@ column upload_column(const column_view& host_col, context& ctx) {
   return column(src->type(), src->size(), std::move(data), std::move(mask));
 }
 
-column download_column(const column_view& dev, context& ctx) {
-  auto& mr = default_host_resource();
+column download_column(const column_view& dev, context& ctx, memory_resource& mr) {
   auto rows = dev.size();
   // Bring the covering bitmask words over, then repack if the slice starts mid-word.
   buffer mask;
@@ -151,8 +163,12 @@ table to_device(const table_view& input, context& ctx) {
 }
 
 table to_host(const table_view& input, context& ctx) {
+  return to_host(input, ctx, default_host_resource());
+}
+
+table to_host(const table_view& input, context& ctx, memory_resource& mr) {
   std::vector<column> cols;
-  for (const auto& c : input.columns()) cols.push_back(download_column(c, ctx));
+  for (const auto& c : input.columns()) cols.push_back(download_column(c, ctx, mr));
   ctx.synchronize();
   return table(std::move(cols), input.names());
 }

@@ -165,9 +165,10 @@ class task_evaluator {
     throw logic_error("concat: partition out of range");
   }
 
-  // Where blocks live: the producer's memory, unless its consumers cannot read it.
+  // Where blocks live: the producer's memory, unless its consumers cannot read it; then pinned
+  // host memory, which the device fills at full speed and the network sends without a bounce.
   part for_exchange(part p) {
-    if (on_cuda() && _io.blocks_on_host()) return own(to_host(p.rows, _ctx));
+    if (on_cuda() && _io.blocks_on_host()) return own(to_host(p.rows, _ctx, pinned_host_resource()));
     return p;
   }
   int block_device(const part& p) const {

@@ -181,8 +181,10 @@ struct worker_service::impl final : transport::node_handler {
     start_slots();
 
     transport::node_options no;
-    // Fetched blocks land in warm pooled host memory: fresh pages would cost a fault each.
-    no.receive_resource = &default_host_pool();
+    // Fetched blocks land in warm pooled host memory (fresh pages would cost a fault each);
+    // pinned on CUDA workers, so the upload to the device runs at full speed.
+    no.receive_resource =
+        backend == backend_kind::cuda ? &pinned_host_resource() : &default_host_pool();
     no.token = o.token;
     no.shared_memory = o.shared_memory;
     no.connect_timeout = std::min<std::chrono::milliseconds>(o.connect_timeout,

@@ -85,5 +85,14 @@ class context {
 [[nodiscard]] table to_device(const table_view& input, context& ctx);
 /// A copy of a table computed by `ctx` in plain host memory, for users and tests.
 [[nodiscard]] table to_host(const table_view& input, context& ctx);
+/// The same copy in host memory from `mr` (e.g. pinned_host_resource() for staging to the
+/// network). Slices are compacted. Waits for the copy.
+[[nodiscard]] table to_host(const table_view& input, context& ctx, memory_resource& mr);
+
+/// Page-locked (pinned) host memory, pooled so that freed blocks stay pinned for the next
+/// staging copy (pinning is slow); shared by the process's CUDA contexts. The network sends
+/// straight from it (UCX registers a buffer once and caches the registration). Throws
+/// ember::invalid_input when CUDA is unavailable.
+[[nodiscard]] memory_resource& pinned_host_resource();
 
 }  // namespace ember
