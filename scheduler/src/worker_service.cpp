@@ -150,6 +150,7 @@ struct worker_service::impl final : transport::node_handler {
   std::deque<nccl_exchange_msg> nccl_queue;
 
   const clock_type::time_point started_at = clock_type::now();
+  std::unique_ptr<context> nccl_context;  // the NCCL thread's; freed in stop() after the blocks
   std::thread housekeeper;
   std::thread connector;
   std::thread nccl_thread;
@@ -297,11 +298,14 @@ struct worker_service::impl final : transport::node_handler {
     for (auto& s : slots)
       if (s->thread.joinable()) s->thread.join();
     if (net) net->shutdown();
+    // Blocks and fetched inputs hold memory of the contexts: free them before the contexts.
     {
       std::lock_guard lock(mutex);
       jobs.clear();
       fetches.clear();
+      ready.clear();
     }
+    nccl_context.reset();
     slots.clear();
   }
 
@@ -331,7 +335,8 @@ struct worker_service::impl final : transport::node_handler {
         --running;
       }
     }
-    s.ctx.reset();
+    // The context stays: blocks this slot wrote may outlive the thread (stop() frees them
+    // first, then the contexts).
   }
 
   void execute(slot& s, task_state& t) noexcept {
@@ -773,7 +778,6 @@ struct worker_service::impl final : transport::node_handler {
   // ---- NCCL exchanges -------------------------------------------------------------------------
 
   void run_nccl_exchanges() noexcept {
-    std::unique_ptr<context> ctx;
     for (;;) {
       nccl_exchange_msg x;
       std::shared_ptr<job_data> job;
@@ -791,8 +795,9 @@ struct worker_service::impl final : transport::node_handler {
       done.stage = x.stage;
       try {
         EMBER_EXPECTS(job != nullptr, logic_error, "NCCL exchange for an unknown job");
-        if (!ctx) ctx = context::create(slots.front()->options);
-        exchange_stage_with_nccl(x, worker_id, job->blocks, *ctx);
+        // Its own context (stream): the task slots' contexts belong to their threads.
+        if (!nccl_context) nccl_context = context::create(slots.front()->options);
+        exchange_stage_with_nccl(x, worker_id, job->blocks, *nccl_context);
       } catch (...) {
         done.ok = false;
         done.message = describe_error(std::current_exception()).second;

@@ -214,6 +214,32 @@ TEST_F(cluster_test, APausedWorkerIsDeclaredDeadAndLeavesWhenItWakes) {
   EXPECT_EQ(*code, 3);
 }
 
+TEST_F(cluster_test, SigtermStopsAWorkerAndTheSchedulerCleanly) {
+  cluster_spec spec;
+  spec.env = loopback_env;
+  local_cluster cluster(spec);
+  auto c = client::connect(cluster.address);
+  expect_same(run_job(c, "groupby", options_for("groupby")).result, embedded_result("groupby", 3));
+  cluster.worker(0).signal(SIGTERM);
+  auto code = cluster.worker(0).wait_exit(15s);
+  ASSERT_TRUE(code.has_value()) << cluster.logs();
+  EXPECT_EQ(*code, 0) << cluster.logs();
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (c.num_workers() == 3 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(c.num_workers(), 2);
+  cluster.scheduler().signal(SIGTERM);
+  code = cluster.scheduler().wait_exit(15s);
+  ASSERT_TRUE(code.has_value()) << cluster.logs();
+  EXPECT_EQ(*code, 0) << cluster.logs();
+  // The remaining workers lose their scheduler and leave with status 3.
+  for (std::size_t i = 1; i < 3; ++i) {
+    code = cluster.worker(i).wait_exit(15s);
+    ASSERT_TRUE(code.has_value()) << cluster.logs();
+    EXPECT_EQ(*code, 3);
+  }
+}
+
 TEST_F(cluster_test, ForcingTheNcclExchangeOnCpuWorkersFailsClearly) {
   cluster_spec spec;
   spec.env = loopback_env;
