@@ -92,6 +92,9 @@ std::vector<std::uint8_t> bytes_of(const std::string& s) { return {s.begin(), s.
 class node_test : public ::testing::Test {
  protected:
   void SetUp() override {
+    // Keep UCX on loopback (it may otherwise open lanes on other interfaces for 127.0.0.1).
+    ::setenv("UCX_NET_DEVICES", "lo", 0);
+    ::setenv("UCX_SOCKADDR_TLS_PRIORITY", "tcp", 0);
     server = std::make_unique<node>(options_named("server"), server_events);
     port = server->listen("127.0.0.1", 0);
   }
