@@ -73,14 +73,7 @@ struct job_state {
   }
   void add_label(const std::string& label, size_type rows, size_type bytes) {
     std::lock_guard lock(mutex);
-    for (auto& l : labels) {
-      if (l.label == label) {
-        l.rows += rows;
-        l.bytes += bytes;
-        return;
-      }
-    }
-    labels.push_back({label, rows, bytes});
+    detail::add_label(labels, label, rows, bytes);
   }
   void add_input(size_type rows, size_type bytes) {
     std::lock_guard lock(mutex);

@@ -124,10 +124,6 @@ void put_expression(byte_writer& w, const expression& e) {
   throw logic_error("put_expression: unknown expression kind");
 }
 
-void put_strings(byte_writer& w, const std::vector<std::string>& v) {
-  w.put_count(v.size());
-  for (const auto& s : v) w.put_string(s);
-}
 
 void put_column(byte_writer& w, const std::string& name, const column_view& c) {
   EMBER_EXPECTS(c.kind() == memory_kind::host, invalid_input,
@@ -177,7 +173,7 @@ struct node_writer {
     if (n.data) put_table(w, n.data->view());
   }
   void operator()(const text_source& n) const {
-    put_strings(w, n.paths);
+    w.put_strings(n.paths);
     w.put<std::int32_t>(n.partitions);
   }
   void operator()(const generate_source& n) const {
@@ -191,7 +187,7 @@ struct node_writer {
     w.put<std::int32_t>(n.stage);
     w.put(static_cast<std::uint8_t>(n.mode));
     w.put<std::int32_t>(n.partitions);
-    put_strings(w, n.columns.names);
+    w.put_strings(n.columns.names);
     w.put_count(n.columns.types.size());
     for (auto t : n.columns.types) w.put(static_cast<std::uint8_t>(t));
   }
@@ -214,7 +210,7 @@ struct node_writer {
   }
   void operator()(const aggregate_node& n) const {
     w.put(n.input);
-    put_strings(w, n.keys);
+    w.put_strings(n.keys);
     w.put_count(n.aggregations.size());
     for (const auto& a : n.aggregations) {
       w.put(static_cast<std::uint8_t>(a.kind));
@@ -224,7 +220,7 @@ struct node_writer {
   }
   void operator()(const distinct_node& n) const {
     w.put(n.input);
-    put_strings(w, n.columns);
+    w.put_strings(n.columns);
   }
   void operator()(const sort_node& n) const {
     w.put(n.input);
@@ -238,8 +234,8 @@ struct node_writer {
   void operator()(const join_node& n) const {
     w.put(n.left);
     w.put(n.right);
-    put_strings(w, n.left_keys);
-    put_strings(w, n.right_keys);
+    w.put_strings(n.left_keys);
+    w.put_strings(n.right_keys);
     w.put(static_cast<std::uint8_t>(n.kind));
     w.put(static_cast<std::uint8_t>(n.strategy));
   }
@@ -253,7 +249,7 @@ struct node_writer {
   }
   void operator()(const repartition_node& n) const {
     w.put(n.input);
-    put_strings(w, n.keys);
+    w.put_strings(n.keys);
   }
 };
 
@@ -335,13 +331,6 @@ expression get_expression(byte_reader& r, int depth) {
   r.fail("unknown expression kind");
 }
 
-std::vector<std::string> get_strings(byte_reader& r, const char* what) {
-  auto n = r.get_count(what, 4);
-  std::vector<std::string> out;
-  out.reserve(n);
-  for (std::size_t i = 0; i < n; ++i) out.push_back(r.get_string(what));
-  return out;
-}
 
 buffer copy_in(std::span<const std::uint8_t> bytes) {
   buffer b(bytes.size(), default_host_resource());
@@ -436,7 +425,7 @@ class node_reader {
       }
       case 1: {
         text_source n;
-        n.paths = get_strings(_r, "file paths");
+        n.paths = _r.get_strings("file paths");
         n.partitions = partitions();
         return n;
       }
@@ -454,7 +443,7 @@ class node_reader {
         n.stage = _r.get<std::int32_t>("an exchange's stage");
         n.mode = get_enum(_r, exchange_mode::result, "an exchange mode");
         n.partitions = partitions();
-        n.columns.names = get_strings(_r, "exchange column names");
+        n.columns.names = _r.get_strings("exchange column names");
         auto types = _r.get_count("exchange column types", 1);
         if (types != n.columns.names.size())
           _r.fail("exchange schema: names and types differ in count");
@@ -486,7 +475,7 @@ class node_reader {
       case 7: {
         aggregate_node n;
         n.input = input();
-        n.keys = get_strings(_r, "group keys");
+        n.keys = _r.get_strings("group keys");
         auto count = _r.get_count("aggregations", 9);
         for (std::size_t i = 0; i < count; ++i) {
           aggregation a;
@@ -500,7 +489,7 @@ class node_reader {
       case 8: {
         distinct_node n;
         n.input = input();
-        n.columns = get_strings(_r, "distinct columns");
+        n.columns = _r.get_strings("distinct columns");
         return n;
       }
       case 9: {
@@ -520,8 +509,8 @@ class node_reader {
         join_node n;
         n.left = input();
         n.right = input();
-        n.left_keys = get_strings(_r, "left join keys");
-        n.right_keys = get_strings(_r, "right join keys");
+        n.left_keys = _r.get_strings("left join keys");
+        n.right_keys = _r.get_strings("right join keys");
         n.kind = get_enum(_r, join_kind::anti, "a join kind");
         n.strategy = get_enum(_r, join_strategy::broadcast, "a join strategy");
         return n;
@@ -541,7 +530,7 @@ class node_reader {
       case 14: {
         repartition_node n;
         n.input = input();
-        n.keys = get_strings(_r, "repartition keys");
+        n.keys = _r.get_strings("repartition keys");
         return n;
       }
       default:

@@ -5,17 +5,6 @@
 namespace ember::detail {
 namespace {
 
-void put_strings(byte_writer& w, const std::vector<std::string>& v) {
-  w.put_count(v.size());
-  for (const auto& s : v) w.put_string(s);
-}
-std::vector<std::string> get_strings(byte_reader& r, const char* what) {
-  auto n = r.get_count(what, 4);
-  std::vector<std::string> out;
-  out.reserve(n);
-  for (std::size_t i = 0; i < n; ++i) out.push_back(r.get_string(what));
-  return out;
-}
 void put_i32s(byte_writer& w, const std::vector<std::int32_t>& v) {
   w.put_count(v.size());
   for (auto x : v) w.put(x);
@@ -46,13 +35,13 @@ E get_enum(byte_reader& r, E last, const char* what) {
   return static_cast<E>(v);
 }
 void put_schema(byte_writer& w, const schema& s) {
-  put_strings(w, s.names);
+  w.put_strings(s.names);
   w.put_count(s.types.size());
   for (auto t : s.types) w.put(static_cast<std::uint8_t>(t));
 }
 schema get_schema(byte_reader& r) {
   schema s;
-  s.names = get_strings(r, "column names");
+  s.names = r.get_strings("column names");
   auto n = r.get_count("column types", 1);
   if (n != s.names.size()) r.fail("a schema with different numbers of names and types");
   for (std::size_t i = 0; i < n; ++i)
@@ -209,7 +198,7 @@ void define_stage_msg::encode(byte_writer& w) const {
   put_bytes(w, encode_plan(body.body));
   w.put<std::int32_t>(body.partitions);
   w.put(static_cast<std::uint8_t>(body.output.mode));
-  put_strings(w, body.output.keys);
+  w.put_strings(body.output.keys);
   w.put<std::int32_t>(body.output.partitions);
   put_i32s(w, std::vector<std::int32_t>(body.inputs.begin(), body.inputs.end()));
   put_schema(w, body.columns);
@@ -224,7 +213,7 @@ define_stage_msg define_stage_msg::decode(byte_reader& r) {
   m.body.partitions = r.get<std::int32_t>("partitions");
   if (m.body.partitions < 1) r.fail("a stage without partitions");
   m.body.output.mode = get_enum(r, exchange_mode::result, "exchange mode");
-  m.body.output.keys = get_strings(r, "exchange keys");
+  m.body.output.keys = r.get_strings("exchange keys");
   m.body.output.partitions = r.get<std::int32_t>("exchange partitions");
   if (m.body.output.partitions < 1) r.fail("an exchange without partitions");
   auto inputs = get_i32s(r, "stage inputs");

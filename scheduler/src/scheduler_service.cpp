@@ -21,6 +21,7 @@
 
 #include "detail/host_tables.hpp"
 #include "detail/protocol.hpp"
+#include "detail/task_runner.hpp"
 
 namespace ember {
 namespace {
@@ -832,16 +833,7 @@ struct scheduler_service::impl final : transport::node_handler {
         sm.bytes_out += t.done.bytes;
         metrics.input_rows += t.done.input_rows;
         metrics.input_bytes += t.done.input_bytes;
-        for (const auto& l : t.done.labels) {
-          auto it = std::find_if(metrics.labels.begin(), metrics.labels.end(),
-                                 [&](const label_metrics& x) { return x.label == l.label; });
-          if (it == metrics.labels.end()) {
-            metrics.labels.push_back(l);
-          } else {
-            it->rows += l.rows;
-            it->bytes += l.bytes;
-          }
-        }
+        for (const auto& l : t.done.labels) add_label(metrics.labels, l.label, l.rows, l.bytes);
       }
       for (const auto& [w, span] : fetching)
         sm.fetch_seconds = std::max(sm.fetch_seconds, span.second - span.first);

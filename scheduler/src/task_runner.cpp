@@ -241,6 +241,18 @@ void collect_inputs(const stage& s, const std::vector<int>& counts, node_id id, 
 
 }  // namespace
 
+void add_label(std::vector<label_metrics>& labels, const std::string& label, size_type rows,
+               size_type bytes) {
+  for (auto& l : labels) {
+    if (l.label == label) {
+      l.rows += rows;
+      l.bytes += bytes;
+      return;
+    }
+  }
+  labels.push_back({label, rows, bytes});
+}
+
 std::vector<int> node_partitions_of(const stage& s, int stage_index) {
   std::vector<int> counts;
   for (std::size_t n = 0; n < s.body.nodes.size(); ++n)

@@ -86,14 +86,7 @@ class worker_io final : public task_io {
   void put_result(block b) override { result = std::move(b); }
   bool stop_requested() const override { return _t.job->cancelled.load(); }
   void add_label(const std::string& label, size_type rows, size_type bytes) override {
-    for (auto& l : labels) {
-      if (l.label == label) {
-        l.rows += rows;
-        l.bytes += bytes;
-        return;
-      }
-    }
-    labels.push_back({label, rows, bytes});
+    detail::add_label(labels, label, rows, bytes);
   }
   void add_input(size_type rows, size_type bytes) override {
     input_rows += rows;

@@ -20,32 +20,12 @@
 #include <ember/host/process.hpp>
 
 #include "common/paths.hpp"
+#include "common/temp_dir.hpp"
 
 namespace ember::test {
 
 /// The whole text of a file ("" when missing).
 inline std::string read_file(const std::filesystem::path& p) { return read_file_text(p); }
-
-/// A folder that is removed with everything in it when the object goes away.
-class temp_dir {
- public:
-  explicit temp_dir(const std::string& prefix) {
-    std::random_device rd;
-    _path = std::filesystem::temp_directory_path() /
-            (prefix + "-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
-    std::filesystem::create_directories(_path);
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(_path, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  [[nodiscard]] const std::filesystem::path& path() const { return _path; }
-
- private:
-  std::filesystem::path _path;
-};
 
 using ember::child_process;
 

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "common/tables.hpp"
+#include "common/temp_dir.hpp"
 
 namespace ember::test {
 
@@ -94,32 +95,6 @@ inline table on_reference(const table_view& input,
   auto out = op(in.view(), ctx);
   return to_host(out.view(), ctx);
 }
-
-/// A fresh folder under the system's temporary folder, removed with everything in it.
-class temp_dir {
- public:
-  temp_dir() {
-    static std::atomic<int> counter{0};
-    _path = std::filesystem::temp_directory_path() /
-            ("ember-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    std::filesystem::create_directories(_path);
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(_path, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  [[nodiscard]] const std::filesystem::path& path() const noexcept { return _path; }
-  std::filesystem::path write(const std::string& name, const std::string& contents) const {
-    auto p = _path / name;
-    std::ofstream(p, std::ios::binary) << contents;
-    return p;
-  }
-
- private:
-  std::filesystem::path _path;
-};
 
 /// Random text: `lines` lines of words from a small vocabulary, some empty lines, CRLF now
 /// and then, no newline at the very end when `trailing_newline` is false.

@@ -4,6 +4,7 @@
 // store, inputs fetched from other workers before the task starts); task_io is the difference.
 #include <ember/cuda/context.hpp>
 #include <ember/scheduler/block_store.hpp>
+#include <ember/scheduler/executor.hpp>
 #include <ember/scheduler/planner.hpp>
 #include <string>
 #include <utility>
@@ -32,6 +33,11 @@ class task_io {
   /// device memory).
   [[nodiscard]] virtual bool blocks_on_host() const = 0;
 };
+
+/// Adds rows and bytes to `label`'s entry in `labels` (appending it when new, so the list keeps
+/// the order of first appearance).
+void add_label(std::vector<label_metrics>& labels, const std::string& label, size_type rows,
+               size_type bytes);
 
 /// What a task produced (before its exchange).
 struct task_output {

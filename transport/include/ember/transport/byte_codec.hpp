@@ -38,6 +38,10 @@ class byte_writer {
     put_count(s.size());
     put_bytes(s.data(), s.size());
   }
+  void put_strings(const std::vector<std::string>& v) {
+    put_count(v.size());
+    for (const auto& s : v) put_string(s);
+  }
   void put_count(std::size_t n) {
     EMBER_EXPECTS(
         n <= UINT32_MAX, invalid_input,
@@ -90,6 +94,14 @@ class byte_reader {
     std::string s(reinterpret_cast<const char*>(_bytes.data() + _pos), n);
     _pos += n;
     return s;
+  }
+  /// A list of strings written by put_strings.
+  std::vector<std::string> get_strings(const char* what) {
+    auto n = get_count(what, 4);
+    std::vector<std::string> out;
+    out.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) out.push_back(get_string(what));
+    return out;
   }
   /// `n` raw bytes, checked.
   std::span<const std::uint8_t> get_bytes(std::size_t n, const char* what) {
