@@ -18,6 +18,7 @@
 #include <ember/scheduler/client.hpp>
 
 #include "bench_stats.hpp"
+#include "cluster_flags.hpp"
 #include "machine_info.hpp"
 #include "table_printer.hpp"
 
@@ -43,7 +44,7 @@ void set_loopback_env() {
 // A scheduler and workers of this executable, stopped (SIGKILL) when it goes away.
 class bench_cluster {
  public:
-  bench_cluster(int workers, bool shared_memory)
+  bench_cluster(int workers, bool shared_memory, const std::string& backend = "cpu")
       : _dir(std::filesystem::temp_directory_path() /
              ("ember-bench-cluster-" + std::to_string(::getpid()))) {
     std::filesystem::create_directories(_dir);
@@ -57,7 +58,7 @@ class bench_cluster {
     address = _scheduler->wait_for_output("listening on (\\S+)", std::chrono::seconds(30));
     for (int i = 0; i < workers; ++i) {
       std::vector<std::string> w = {exe, "worker", "--scheduler", address, "--slots", "1",
-                                    "--cpu-threads", "1"};
+                                    "--cpu-threads", "1", "--backend", backend};
       w.insert(w.end(), flags.begin(), flags.end());
       _workers.push_back(std::make_unique<child_process>(
           w, _dir / ("worker" + std::to_string(i)), loopback_env));
@@ -131,7 +132,9 @@ void write_report(const nlohmann::json& report, const std::string& path) {
 }  // namespace
 
 int run_bench_shuffle(const bench_cluster_options& options) {
-  EMBER_EXPECTS(options.workers >= 2, invalid_input, "bench shuffle needs at least 2 workers");
+  EMBER_EXPECTS(options.workers >= 1, invalid_input, "bench shuffle needs a worker");
+  EMBER_EXPECTS(options.backend == "cpu" || options.backend == "cuda", invalid_input,
+                "--backend: '" + options.backend + "' is not cpu or cuda");
   EMBER_EXPECTS(options.bytes > 0 && options.rounds >= 1, invalid_input, "bad size or rounds");
   set_loopback_env();
   constexpr size_type row_bytes = 24;  // keyed rows: key, v (int64), x (float64)
@@ -139,7 +142,8 @@ int run_bench_shuffle(const bench_cluster_options& options) {
   nlohmann::json report;
   report["workload"] = "shuffle";
   report["parameters"] = {{"bytes", rows * row_bytes}, {"rows", rows}, {"workers", options.workers},
-                          {"rounds", options.rounds}};
+                          {"rounds", options.rounds}, {"backend", options.backend},
+                          {"exchange", options.exchange}};
   report["machine"] = machine();
   report["results"] = nlohmann::json::array();
   std::vector<std::vector<std::string>> summary;
@@ -153,9 +157,10 @@ int run_bench_shuffle(const bench_cluster_options& options) {
     size_type shuffled = 0, fetched = 0;
     int partitions = options.workers * 2;
     {
-      bench_cluster cluster(options.workers, shm);
+      bench_cluster cluster(options.workers, shm, options.backend);
       client_options co;
       co.shared_memory = shm;
+      co.exchange = parse_exchange(options.exchange);
       co.partitions_per_worker = 2;
       auto c = client::connect(cluster.address, co);
       auto job = c.generate("keyed", rows, 42, rows, partitions)
@@ -170,10 +175,13 @@ int run_bench_shuffle(const bench_cluster_options& options) {
         if (round == 0) continue;  // warm-up
         map_s.push_back(r.metrics.stages.at(0).seconds);
         exchange_s.push_back(r.metrics.stages.at(1).seconds);
-        fetch_s.push_back(r.metrics.stages.at(1).fetch_seconds);
+        // UCX: the reducers fetched; NCCL: the map stage's output was exchanged in one go.
+        const auto& moved = r.metrics.stages.at(0).bytes_fetched > 0 ? r.metrics.stages.at(0)
+                                                                      : r.metrics.stages.at(1);
+        fetch_s.push_back(moved.fetch_seconds);
         job_s.push_back(r.metrics.seconds);
         shuffled = r.metrics.stages.at(0).bytes_out;
-        fetched = r.metrics.stages.at(1).bytes_fetched;
+        fetched = moved.bytes_fetched;
       }
     }
     // ucx_perftest runs once the cluster is gone, so that both have the machine to themselves.

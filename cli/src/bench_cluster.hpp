@@ -13,6 +13,7 @@
 #include <vector>
 
 #include <ember/host/types.hpp>
+#include <ember/scheduler/client.hpp>
 
 namespace ember::cli {
 
@@ -26,6 +27,10 @@ struct bench_cluster_options {
   std::vector<std::string> transports = {"tcp", "shm"};
   int rounds = 3;
   std::string json_path;
+  /// The workers' backend ("cpu" or "cuda"; CUDA workers all use GPU 0) and the shuffle path
+  /// ("auto", "ucx", "nccl") of shuffle.
+  std::string backend = "cpu";
+  std::string exchange = "auto";
 };
 
 /// `ember bench shuffle`. Returns the exit code.

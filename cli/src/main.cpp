@@ -111,6 +111,8 @@ int run_cli(int argc, char** argv) {
   shuffle_cmd->add_option("--transport", shuffle.transports, "tcp and/or shm (default both)");
   shuffle_cmd->add_option("--rounds", shuffle.rounds, "Timed rounds (default 3)");
   shuffle_cmd->add_option("--json", shuffle.json_path, "Write the JSON report here");
+  shuffle_cmd->add_option("--backend", shuffle.backend, "The workers' backend: cpu or cuda");
+  shuffle_cmd->add_option("--exchange", shuffle.exchange, "Shuffle path: auto, ucx or nccl");
   cli::bench_cluster_options tasks;
   std::string tasks_count;
   auto* tasks_cmd = bench_cmd->add_subcommand(

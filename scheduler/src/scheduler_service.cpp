@@ -94,6 +94,7 @@ struct stage_rec {
   std::vector<int> rank_workers;
   std::vector<std::int32_t> reduce_owner;
   std::set<int> exchange_pending;
+  clock_type::time_point exchange_start{}, exchange_end{};
   std::int64_t reported = -1;
 };
 
@@ -506,8 +507,15 @@ struct scheduler_service::impl final : transport::node_handler {
                           (alive == 0 ? std::string("no worker has registered")
                                       : "worker(s) " + cpu_workers + " run the CPU backend"));
       }
+      // NCCL cannot put two ranks of one communicator on one GPU: `auto` needs every worker
+      // on a GPU of its own.
+      std::set<std::pair<std::string, int>> gpus;
+      for (auto& [id, w] : workers)
+        if (w.alive) gpus.emplace(w.info.data_host, w.info.device);
+      bool own_gpus = static_cast<int>(gpus.size()) == alive;
       bool use_nccl = m.exchange == exchange_path::nccl ||
-                      (m.exchange == exchange_path::automatic && all_cuda && transport::nccl_built());
+                      (m.exchange == exchange_path::automatic && all_cuda && own_gpus &&
+                       transport::nccl_built());
       job.stages.resize(job.plan.stages.size());
       for (std::size_t s = 0; s < job.plan.stages.size(); ++s) {
         const auto& st = job.plan.stages[s];
@@ -729,6 +737,7 @@ struct scheduler_service::impl final : transport::node_handler {
   void start_exchange(job_rec& job, std::size_t s) {
     auto& st = job.stages[s];
     st.exchange = exchange_state::running;
+    st.exchange_start = clock_type::now();
     st.rank_workers.clear();
     for (auto& [id, w] : workers)
       if (w.alive) st.rank_workers.push_back(id);
@@ -773,6 +782,7 @@ struct scheduler_service::impl final : transport::node_handler {
     st.exchange_pending.erase(w->id);
     if (!st.exchange_pending.empty()) return;
     st.exchange = exchange_state::done;
+    st.exchange_end = clock_type::now();
     stage_complete(job, s);
   }
 
@@ -837,6 +847,11 @@ struct scheduler_service::impl final : transport::node_handler {
       }
       for (const auto& [w, span] : fetching)
         sm.fetch_seconds = std::max(sm.fetch_seconds, span.second - span.first);
+      if (st.nccl && st.exchange == exchange_state::done) {
+        // The NCCL all-to-all moved every block of this stage (its own rank's included).
+        sm.bytes_fetched = sm.bytes_out;
+        sm.fetch_seconds = seconds_between(st.exchange_start, st.exchange_end);
+      }
       metrics.stages.push_back(std::move(sm));
     }
     std::vector<table_view> views;

@@ -2,6 +2,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <future>
 #include <optional>
 #include <ember/host/error.hpp>
@@ -38,6 +39,9 @@ struct job_data {
   std::map<int, std::shared_ptr<const stage_def>> stages;
   block_store blocks;
   std::atomic<bool> cancelled{false};
+  // Device blocks already described for a CUDA-aware UCX (by the task that wrote them, on its
+  // context); guarded by impl::mutex.
+  std::map<block_key, std::shared_ptr<const transport::outgoing_table>> described;
 };
 
 // A task waiting for its inputs, then queued, then running.
@@ -68,7 +72,11 @@ std::size_t body_bytes(const table_view& t) {
 
 class worker_io final : public task_io {
  public:
-  worker_io(task_state& t, bool blocks_on_host) : _t(t), _blocks_on_host(blocks_on_host) {}
+  /// `describe`: called for each block written to device memory when peers fetch device memory
+  /// directly (CUDA-aware UCX); null otherwise.
+  using describe_fn = std::function<void(const block_key&, const block&)>;
+  worker_io(task_state& t, bool blocks_on_host, describe_fn describe)
+      : _t(t), _blocks_on_host(blocks_on_host), _describe(std::move(describe)) {}
   std::vector<block> exchange_input(int stage, int reduce_partition) override {
     auto it = _t.inputs.find({stage, reduce_partition});
     if (it == _t.inputs.end()) {
@@ -81,7 +89,9 @@ class worker_io final : public task_io {
     if (static_cast<std::size_t>(reduce_partition) >= block_bytes.size())
       block_bytes.resize(static_cast<std::size_t>(reduce_partition) + 1, 0);
     block_bytes[static_cast<std::size_t>(reduce_partition)] = b.bytes;
-    _t.job->blocks.put({_t.msg.stage, _t.msg.partition, reduce_partition}, std::move(b));
+    block_key key{_t.msg.stage, _t.msg.partition, reduce_partition};
+    if (_describe && b.device >= 0) _describe(key, b);
+    _t.job->blocks.put(key, std::move(b));
   }
   void put_result(block b) override { result = std::move(b); }
   bool stop_requested() const override { return _t.job->cancelled.load(); }
@@ -102,6 +112,7 @@ class worker_io final : public task_io {
  private:
   task_state& _t;
   bool _blocks_on_host;
+  describe_fn _describe;
 };
 
 struct slot {
@@ -120,6 +131,7 @@ struct worker_service::impl final : transport::node_handler {
   std::string data_host;
   int data_port = 0;
   std::string slot_description;
+  bool direct_device = false;  // a CUDA worker whose UCX reads device memory
 
   std::mutex mutex;  // guards everything below
   std::condition_variable cv;
@@ -197,6 +209,7 @@ struct worker_service::impl final : transport::node_handler {
     }
     no.name = o.name.empty() ? "worker@" + data_host : o.name;
     net = std::make_unique<transport::node>(no, *this);
+    direct_device = backend == backend_kind::cuda && net->cuda_aware();
     data_port = net->listen(data_host, data_port);
     if (o.name.empty()) options.name = "worker@" + data_host + ":" + std::to_string(data_port);
 
@@ -338,7 +351,16 @@ struct worker_service::impl final : transport::node_handler {
     auto start = clock_type::now();
     try {
       t.job->blocks.erase_task(m.stage, m.partition);
-      worker_io io(t, t.def->blocks_on_host);
+      worker_io::describe_fn describe;
+      if (direct_device && !t.def->blocks_on_host) {
+        describe = [&](const block_key& key, const block& b) {
+          auto d = std::make_shared<const transport::outgoing_table>(
+              transport::describe_device_table(b.rows, b.owner, *s.ctx));
+          std::lock_guard lock(mutex);
+          t.job->described[key] = std::move(d);
+        };
+      }
+      worker_io io(t, t.def->blocks_on_host, std::move(describe));
       auto out = run_task(*s.ctx, s.options.device, t.def->body, t.def->node_partitions,
                           m.partition, io);
       t.inputs.clear();
@@ -426,7 +448,8 @@ struct worker_service::impl final : transport::node_handler {
         auto def = std::make_shared<stage_def>();
         def->node_partitions = node_partitions_of(d.body, d.stage_index);
         def->body = std::move(d.body);
-        def->blocks_on_host = d.blocks_on_host;
+        // With a CUDA-aware UCX, blocks stay in device memory and go to peers from there.
+        def->blocks_on_host = d.blocks_on_host && !direct_device;
         std::lock_guard lock(mutex);
         auto& job = jobs[d.job];
         if (!job) job = std::make_shared<job_data>();
@@ -699,13 +722,24 @@ struct worker_service::impl final : transport::node_handler {
 
   void serve_fetch(connection_id from, const fetch_block_msg& f) {
     std::optional<block> b;
+    std::shared_ptr<const transport::outgoing_table> described;
+    block_key key{f.stage, f.map_partition, f.reduce_partition};
     {
       std::lock_guard lock(mutex);
       auto jt = jobs.find(f.job);
-      if (jt != jobs.end()) b = jt->second->blocks.get({f.stage, f.map_partition, f.reduce_partition});
+      if (jt != jobs.end()) {
+        b = jt->second->blocks.get(key);
+        auto d = jt->second->described.find(key);
+        if (d != jt->second->described.end()) described = d->second;
+      }
     }
     block_reply_msg reply;
     reply.request = f.request;
+    if (b && described) {
+      net->send_table(from, static_cast<std::uint16_t>(msg::block_data), encode(reply),
+                      *described);
+      return;
+    }
     if (!b || (b->rows.num_columns() > 0 && b->rows.column(0).kind() == memory_kind::device &&
                !net->cuda_aware())) {
       reply.message = b ? "the block is in device memory" : "no such block";
@@ -730,6 +764,8 @@ struct worker_service::impl final : transport::node_handler {
       jobs.erase(it);
     } else {
       it->second->blocks.erase_stage(r.stage);
+      std::erase_if(it->second->described,
+                    [&](const auto& d) { return d.first.stage == r.stage; });
     }
   }
 

@@ -12,6 +12,7 @@
 #include <string>
 #include <thread>
 
+#include "common/backends.hpp"
 #include "common/processes.hpp"
 #include "common/tables.hpp"
 
@@ -261,6 +262,53 @@ TEST_F(cluster_test, ForcingTheNcclExchangeOnCpuWorkersFailsClearly) {
   co.exchange = exchange_choice::automatic;
   auto a = client::connect(cluster.address, co);
   expect_same(run_job(a, "groupby", options_for("groupby")).result, embedded_result("groupby", 2));
+}
+
+// Numbers compare within a relative 1e-9 (a GPU sums in another order), everything else exactly.
+void expect_close(const table& got, const table& want) {
+  ASSERT_EQ(got.view().names(), want.view().names());
+  ASSERT_EQ(got.num_rows(), want.num_rows());
+  auto g = test::rows_of(got.view());
+  auto w = test::rows_of(want.view());
+  for (std::size_t r = 0; r < g.size(); ++r) {
+    for (std::size_t c = 0; c < g[r].size(); ++c) {
+      if (g[r][c].type() == type_id::float64 && g[r][c].valid() && w[r][c].valid()) {
+        auto a = g[r][c].as_float(), b = w[r][c].as_float();
+        EXPECT_NEAR(a, b, 1e-9 * std::max(1.0, std::abs(b))) << "row " << r << " column " << c;
+      } else {
+        EXPECT_TRUE(g[r][c] == w[r][c]) << "row " << r << " column " << c;
+      }
+    }
+  }
+}
+
+// On a GPU machine: one CUDA worker whose shuffles go through a one-rank NCCL communicator, and
+// two CUDA workers on the same GPU whose shuffles go over UCX, both equal to the CPU result.
+TEST_F(cluster_test, GpuWorkersShuffleOverNcclAndUcxLikeTheCpu) {
+  if (!cuda_available()) {
+    if (test::gpu_required()) FAIL() << "EMBER_REQUIRE_GPU=1 but: " << cuda_unavailable_reason();
+    GTEST_SKIP() << "no usable GPU: " << cuda_unavailable_reason();
+  }
+  struct path {
+    int workers;
+    exchange_choice exchange;
+  };
+  for (auto [workers, exchange] : {path{1, exchange_choice::nccl}, path{2, exchange_choice::ucx}}) {
+    SCOPED_TRACE(workers);
+    cluster_spec spec;
+    spec.env = loopback_env;
+    spec.workers = workers;
+    spec.worker_args = {"--backend", "cuda", "--gpu", "0"};
+    local_cluster cluster(spec);
+    client_options co;
+    co.exchange = exchange;
+    auto c = client::connect(cluster.address, co);
+    EXPECT_EQ(c.backend(), backend_kind::cuda);
+    for (const auto* job : {"groupby", "join", "sort", "wordcount"}) {
+      SCOPED_TRACE(job);
+      expect_close(run_job(c, job, options_for(job)).result, embedded_result(job, workers));
+    }
+  }
 }
 
 TEST_F(cluster_test, AJobWithoutWorkersFailsClearly) {

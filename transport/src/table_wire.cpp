@@ -1,4 +1,5 @@
 #include <cstring>
+#include <ember/cuda/copying.hpp>
 #include <ember/host/column_factories.hpp>
 #include <ember/host/error.hpp>
 #include <ember/transport/byte_codec.hpp>
@@ -25,7 +26,33 @@ std::shared_ptr<std::vector<bitmask_type>> compact_mask(const bitmask_type* mask
 
 }  // namespace
 
-outgoing_table describe_table(const table_view& rows, std::shared_ptr<const void> owner) {
+namespace {
+
+// The first and last string offsets of every string column, read once per column: from host
+// memory directly, or through `ctx` from device memory.
+std::vector<std::pair<size_type, size_type>> string_bounds(const table_view& rows, context* ctx) {
+  std::vector<std::pair<size_type, size_type>> out(static_cast<std::size_t>(rows.num_columns()));
+  for (size_type c = 0; c < rows.num_columns(); ++c) {
+    const auto& col = rows.column(c);
+    if (col.type() != type_id::string || col.offsets() == nullptr) continue;
+    auto& [first, last] = out[static_cast<std::size_t>(c)];
+    if (col.kind() == memory_kind::device) {
+      EMBER_EXPECTS(ctx != nullptr, invalid_input,
+                    "cannot send device string column '" + rows.names()[static_cast<std::size_t>(c)] +
+                        "' without its context: stage it on the host");
+      ctx->copy(&first, col.offsets(), sizeof(size_type));
+      ctx->copy(&last, col.offsets() + col.size(), sizeof(size_type));
+    } else {
+      first = col.offsets()[0];
+      last = col.offsets()[col.size()];
+    }
+  }
+  return out;
+}
+
+outgoing_table describe(const table_view& rows, std::shared_ptr<const void> owner,
+                        context* ctx) {
+  auto bounds = string_bounds(rows, ctx);
   outgoing_table out;
   out.kind = rows.num_columns() > 0 ? rows.column(0).kind() : memory_kind::host;
   auto keep = std::make_shared<std::vector<std::shared_ptr<const void>>>();
@@ -45,13 +72,7 @@ outgoing_table describe_table(const table_view& rows, std::shared_ptr<const void
     bool strings = col.type() == type_id::string;
     static constexpr size_type no_offsets[1] = {0};
     const size_type* offsets = strings && col.offsets() != nullptr ? col.offsets() : no_offsets;
-    size_type base = 0;
-    if (strings) {
-      // Reading the offsets needs host access: device string columns are staged by the caller.
-      EMBER_EXPECTS(!device, invalid_input,
-                    "cannot send device string column '" + name + "' directly: stage it on the host");
-      base = offsets[0];
-    }
+    auto [base, end] = bounds[static_cast<std::size_t>(c)];
     w.put(base);
     if (col.nullable()) {
       const void* mask = col.null_mask();
@@ -69,7 +90,7 @@ outgoing_table describe_table(const table_view& rows, std::shared_ptr<const void
     }
     if (strings) {
       auto offsets_bytes = static_cast<std::size_t>(col.size() + 1) * sizeof(size_type);
-      auto chars_bytes = static_cast<std::size_t>(offsets[col.size()] - base);
+      auto chars_bytes = static_cast<std::size_t>(end - base);
       out.segments.push_back({offsets, offsets_bytes});
       out.segments.push_back({col.chars() + base, chars_bytes});
       w.put<std::uint64_t>(offsets_bytes);
@@ -84,6 +105,23 @@ outgoing_table describe_table(const table_view& rows, std::shared_ptr<const void
   out.layout = std::move(w.bytes());
   out.keepalive = std::move(keep);
   return out;
+}
+
+}  // namespace
+
+outgoing_table describe_table(const table_view& rows, std::shared_ptr<const void> owner) {
+  return describe(rows, std::move(owner), nullptr);
+}
+
+outgoing_table describe_device_table(const table_view& rows, std::shared_ptr<const void> owner,
+                                     context& ctx) {
+  bool misaligned = false;
+  for (const auto& col : rows.columns())
+    misaligned |= col.kind() == memory_kind::device && col.nullable() && col.mask_offset() % 32 != 0;
+  if (!misaligned) return describe(rows, std::move(owner), &ctx);
+  auto compact = std::make_shared<const table>(copy_slice(rows, 0, rows.num_rows(), ctx));
+  ctx.synchronize();
+  return describe(compact->view(), compact, &ctx);
 }
 
 incoming_table::incoming_table(std::span<const std::uint8_t> layout, std::uint64_t body_bytes,

@@ -69,7 +69,8 @@ struct stage_metrics {
   size_type rows_out = 0;
   size_type bytes_out = 0;
   /// Distributed runs: the body bytes its tasks fetched from other workers, and the longest
-  /// time any one worker spent fetching them (first request to last arrival).
+  /// time any one worker spent fetching them (first request to last arrival). For a stage whose
+  /// output went through an NCCL all-to-all: the bytes it exchanged and the exchange's time.
   size_type bytes_fetched = 0;
   double fetch_seconds = 0;
 };

@@ -15,6 +15,7 @@
 // characters; booleans are 0 or 1. A bad table is an ember::invalid_input naming the peer.
 #include <cstddef>
 #include <cstdint>
+#include <ember/cuda/context.hpp>
 #include <ember/host/memory_resource.hpp>
 #include <ember/host/table.hpp>
 #include <memory>
@@ -48,6 +49,15 @@ struct outgoing_table {
 /// table that needs compacting or mixed memory kinds.
 [[nodiscard]] outgoing_table describe_table(const table_view& rows,
                                             std::shared_ptr<const void> owner);
+
+/// describe_table for a table in `ctx`'s device memory, sent as it is to a CUDA-aware transport:
+/// string columns have their first and last offsets read through `ctx` (small synchronous
+/// copies), and a table whose null masks start mid-word is compacted on the device first
+/// (copy_slice; the copy is kept alive with the description). Host tables are described as by
+/// describe_table. Called on the thread that owns `ctx`.
+[[nodiscard]] outgoing_table describe_device_table(const table_view& rows,
+                                                   std::shared_ptr<const void> owner,
+                                                   context& ctx);
 
 /// Receives one table: built from the layout, it allocates the columns' buffers from `mr` (host
 /// memory) and exposes them as segments to receive into; finish() checks what arrived and hands
