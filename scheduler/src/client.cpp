@@ -102,7 +102,9 @@ dataset client::from_table(const table_view& data, int partitions) const {
 
 dataset client::read_text(const std::vector<std::filesystem::path>& paths, int partitions) const {
   text_source source;
-  for (const auto& path : paths) source.paths.push_back(path.string());
+  // Absolute, so that workers started in other folders (or on other hosts sharing the file
+  // system) read the same files.
+  for (const auto& path : paths) source.paths.push_back(std::filesystem::absolute(path).string());
   source.partitions = partitions;
   plan p;
   p.add(std::move(source));

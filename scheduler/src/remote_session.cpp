@@ -83,6 +83,13 @@ void remote_session::on_disconnected(transport::connection_id, const std::string
 job_result remote_session::run(const plan& p) {
   submit_job_msg s;
   s.plan = encode_plan(p);
+  // The scheduler drops a peer whose message is over its limit: say why here instead.
+  transport::frame_limits limits;
+  EMBER_EXPECTS(s.plan.size() + 64 <= limits.max_message_bytes, invalid_input,
+                "the plan takes " + std::to_string(s.plan.size()) +
+                    " bytes with its in-memory tables, over the " +
+                    std::to_string(limits.max_message_bytes) +
+                    "-byte message limit: read large inputs from files instead");
   s.partitions_per_worker = _options.partitions_per_worker;
   s.broadcast_limit_rows = _options.broadcast_limit_rows;
   s.timeout_ms = _options.job_timeout.count();

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <ember/host/column_factories.hpp>
 #include <ember/host/error.hpp>
 #include <ember/host/io.hpp>
 #include <ember/scheduler/client.hpp>
@@ -91,6 +92,40 @@ TEST_F(cluster_test, EveryBuiltInJobMatchesTheEmbeddedRunWithSharedMemory) {
   client_options co;
   co.shared_memory = true;
   run_every_job(cluster, co);
+}
+
+TEST_F(cluster_test, InMemoryTablesAndRelativePathsTravelToTheWorkers) {
+  cluster_spec spec;
+  spec.env = loopback_env;
+  spec.workers = 2;
+  local_cluster cluster(spec);
+  auto c = client::connect(cluster.address);
+  client_options lo;
+  lo.workers = 2;
+  lo.backend = backend_choice::cpu;
+  auto local = client::local(lo);
+  auto query = [](client& on) {
+    std::vector<std::int64_t> keys, values;
+    for (int i = 0; i < 5000; ++i) {
+      keys.push_back(i % 37);
+      values.push_back(i);
+    }
+    std::vector<column> cols;
+    cols.push_back(make_column(type_id::int64, keys));
+    cols.push_back(make_column(type_id::int64, values));
+    return on.from_table(table(std::move(cols), {"k", "v"}))
+        .group_by({"k"}, {{aggregation_kind::sum, "v", "total"}})
+        .sort({{"k"}})
+        .collect();
+  };
+  expect_same(query(c), query(local));
+  // A relative path is made absolute by the client: the workers run in other folders.
+  auto cwd = std::filesystem::current_path();
+  std::filesystem::current_path(test::source_dir());
+  auto remote_lines = c.read_text({"data/garden.txt"}).collect();
+  auto local_lines = local.read_text({"data/garden.txt"}).collect();
+  std::filesystem::current_path(cwd);
+  expect_same(remote_lines, local_lines);
 }
 
 TEST_F(cluster_test, StatusListsWorkersAndNoticesADeadOne) {
