@@ -7,6 +7,7 @@
 #include <deque>
 #include <ember/host/error.hpp>
 #include <ember/host/log.hpp>
+#include <ember/scheduler/placement.hpp>
 #include <ember/scheduler/plan_codec.hpp>
 #include <ember/scheduler/scheduler_service.hpp>
 #include <ember/transport/nccl.hpp>
@@ -110,8 +111,8 @@ struct job_rec {
   std::optional<clock_type::time_point> workerless_since;
   exchange_path path = exchange_path::automatic;
   int retried = 0;
-  bool ended = false;
-  clock_type::time_point last_progress{};  // answered (or abandoned); erased at the end of the loop's pass
+  bool ended = false;  // answered (or abandoned); erased at the end of the loop's pass
+  clock_type::time_point last_progress{};
 };
 
 }  // namespace
@@ -568,42 +569,23 @@ struct scheduler_service::impl final : transport::node_handler {
     return out;
   }
 
-  int capacity(const worker_rec& w) const {
-    return w.info.slots * (1 + options.queue_depth_per_slot) - w.assigned;
-  }
-
-  // The worker for task p of stage s: the NCCL owner of its partition; else the one holding
-  // most of its input if it has room; else the least loaded live worker with room.
+  // The worker for task p of stage s: the NCCL owner of its partition when its input went
+  // through an NCCL exchange; else placement.hpp's choice (input bytes, load).
   int place(const job_rec& job, std::size_t s, int p) const {
+    placement_policy policy;
+    policy.queue_depth_per_slot = options.queue_depth_per_slot;
+    std::vector<worker_load> live;
+    for (const auto& [id, w] : workers)
+      if (w.alive) live.push_back({id, w.info.slots, w.assigned});
     for (auto in : job.plan.stages[s].inputs) {
       const auto& up = job.stages[static_cast<std::size_t>(in)];
-      if (up.nccl && job.plan.stages[static_cast<std::size_t>(in)].output.mode == exchange_mode::hash) {
-        int owner = up.rank_workers[static_cast<std::size_t>(up.reduce_owner[static_cast<std::size_t>(p)])];
-        auto it = workers.find(owner);
-        return it != workers.end() && it->second.alive && capacity(it->second) > 0 ? owner : -1;
-      }
+      if (!up.nccl) continue;
+      int owner = up.rank_workers[static_cast<std::size_t>(up.reduce_owner[static_cast<std::size_t>(p)])];
+      for (const auto& w : live)
+        if (w.id == owner) return choose_worker({}, std::span(&w, 1), policy).value_or(-1);
+      return -1;
     }
-    int best = -1;
-    std::int64_t best_bytes = -1;
-    for (auto [id, bytes] : input_bytes(job, s, p)) {
-      auto it = workers.find(id);
-      if (it == workers.end() || !it->second.alive || capacity(it->second) <= 0) continue;
-      if (bytes > best_bytes) {
-        best = id;
-        best_bytes = bytes;
-      }
-    }
-    // Locality wins unless that worker is much busier than another.
-    int least = -1;
-    for (const auto& [id, w] : workers) {
-      if (!w.alive || capacity(w) <= 0) continue;
-      if (least < 0 || w.assigned * workers.at(least).info.slots <
-                           workers.at(least).assigned * w.info.slots)
-        least = id;
-    }
-    if (best >= 0 && least >= 0 && workers.at(best).assigned > workers.at(least).assigned + 2 * workers.at(best).info.slots)
-      return least;
-    return best >= 0 ? best : least;
+    return choose_worker(input_bytes(job, s, p), live, policy).value_or(-1);
   }
 
   void schedule() {
