@@ -32,7 +32,8 @@ double seconds_since(clock_type::time_point t0) {
 }
 
 // UCX stays on loopback: otherwise it may open lanes on other interfaces for 127.0.0.1.
-const std::vector<std::string> loopback_env = {"UCX_NET_DEVICES=lo", "UCX_SOCKADDR_TLS_PRIORITY=tcp"};
+const std::vector<std::string> loopback_env = {"UCX_NET_DEVICES=lo",
+                                               "UCX_SOCKADDR_TLS_PRIORITY=tcp"};
 
 void set_loopback_env() {
   for (const auto& e : loopback_env) {
@@ -51,17 +52,17 @@ class bench_cluster {
     auto exe = current_executable().string();
     std::vector<std::string> flags;
     if (shared_memory) flags.push_back("--shared-memory");
-    std::vector<std::string> sched = {exe, "scheduler", "--listen", "127.0.0.1:0", "--data",
-                                      (_dir / "data").string()};
+    std::vector<std::string> sched = {exe,           "scheduler", "--listen",
+                                      "127.0.0.1:0", "--data",    (_dir / "data").string()};
     sched.insert(sched.end(), flags.begin(), flags.end());
     _scheduler = std::make_unique<child_process>(sched, _dir / "scheduler", loopback_env);
     address = _scheduler->wait_for_output("listening on (\\S+)", std::chrono::seconds(30));
     for (int i = 0; i < workers; ++i) {
-      std::vector<std::string> w = {exe, "worker", "--scheduler", address, "--slots", "1",
-                                    "--cpu-threads", "1", "--backend", backend};
+      std::vector<std::string> w = {exe, "worker",        "--scheduler", address,     "--slots",
+                                    "1", "--cpu-threads", "1",           "--backend", backend};
       w.insert(w.end(), flags.begin(), flags.end());
-      _workers.push_back(std::make_unique<child_process>(
-          w, _dir / ("worker" + std::to_string(i)), loopback_env));
+      _workers.push_back(
+          std::make_unique<child_process>(w, _dir / ("worker" + std::to_string(i)), loopback_env));
     }
     for (auto& w : _workers) w->wait_for_output("ember (worker \\d+)", std::chrono::seconds(30));
   }
@@ -82,7 +83,8 @@ class bench_cluster {
 // ucx_perftest tag bandwidth between two processes on loopback over `tls`, `size`-byte
 // messages: MB/s as it reports them (MiB per second), or -1 when it is not installed.
 double perftest_bandwidth(const std::string& tls, std::size_t size, std::string& note) {
-  auto dir = std::filesystem::temp_directory_path() / ("ember-perftest-" + std::to_string(::getpid()));
+  auto dir =
+      std::filesystem::temp_directory_path() / ("ember-perftest-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   auto port = std::to_string(20000 + ::getpid() % 20000);
   std::vector<std::string> env = {"UCX_TLS=" + tls, "UCX_NET_DEVICES=lo"};
@@ -141,9 +143,9 @@ int run_bench_shuffle(const bench_cluster_options& options) {
   auto rows = options.bytes / row_bytes;
   nlohmann::json report;
   report["workload"] = "shuffle";
-  report["parameters"] = {{"bytes", rows * row_bytes}, {"rows", rows}, {"workers", options.workers},
-                          {"rounds", options.rounds}, {"backend", options.backend},
-                          {"exchange", options.exchange}};
+  report["parameters"] = {{"bytes", rows * row_bytes},  {"rows", rows},
+                          {"workers", options.workers}, {"rounds", options.rounds},
+                          {"backend", options.backend}, {"exchange", options.exchange}};
   report["machine"] = machine();
   report["results"] = nlohmann::json::array();
   std::vector<std::vector<std::string>> summary;
@@ -170,14 +172,15 @@ int run_bench_shuffle(const bench_cluster_options& options) {
       for (int round = 0; round <= options.rounds; ++round) {
         auto r = job.run();
         auto counted = r.result.view().column(0).data<std::int64_t>()[0];
-        EMBER_EXPECTS(counted == rows, error,
-                      "the shuffle lost rows: " + std::to_string(counted) + " of " + std::to_string(rows));
+        EMBER_EXPECTS(
+            counted == rows, error,
+            "the shuffle lost rows: " + std::to_string(counted) + " of " + std::to_string(rows));
         if (round == 0) continue;  // warm-up
         map_s.push_back(r.metrics.stages.at(0).seconds);
         exchange_s.push_back(r.metrics.stages.at(1).seconds);
         // UCX: the reducers fetched; NCCL: the map stage's output was exchanged in one go.
         const auto& moved = r.metrics.stages.at(0).bytes_fetched > 0 ? r.metrics.stages.at(0)
-                                                                      : r.metrics.stages.at(1);
+                                                                     : r.metrics.stages.at(1);
         fetch_s.push_back(moved.fetch_seconds);
         job_s.push_back(r.metrics.seconds);
         shuffled = r.metrics.stages.at(0).bytes_out;
@@ -201,13 +204,18 @@ int run_bench_shuffle(const bench_cluster_options& options) {
         {"transport", transport},
         {"bytes_shuffled", shuffled},
         {"bytes_crossing_ucx", remote},
-        {"fetch_seconds", {{"median", fx.median}, {"min", fx.min}, {"max", fx.max}, {"all", fetch_s}}},
-        {"exchange_stage_seconds", {{"median", ex.median}, {"min", ex.min}, {"max", ex.max}, {"all", exchange_s}}},
+        {"fetch_seconds",
+         {{"median", fx.median}, {"min", fx.min}, {"max", fx.max}, {"all", fetch_s}}},
+        {"exchange_stage_seconds",
+         {{"median", ex.median}, {"min", ex.min}, {"max", ex.max}, {"all", exchange_s}}},
         {"map_seconds", summarize(map_s).median},
         {"job_seconds", summarize(job_s).median},
         {"bytes_per_second_per_worker", per_worker},
-        {"ucx_perftest", {{"test", "tag_bw"}, {"tls", shm ? "sm,self" : "tcp"},
-                          {"message_bytes", message}, {"bytes_per_second", ceiling}}},
+        {"ucx_perftest",
+         {{"test", "tag_bw"},
+          {"tls", shm ? "sm,self" : "tcp"},
+          {"message_bytes", message},
+          {"bytes_per_second", ceiling}}},
         {"ratio_to_perftest", ceiling > 0 ? per_worker / ceiling : 0.0}};
     if (!note.empty()) result["ucx_perftest"]["note"] = note;
     report["results"].push_back(result);
@@ -230,12 +238,13 @@ int run_bench_shuffle(const bench_cluster_options& options) {
 }
 
 int run_bench_tasks(const bench_cluster_options& options) {
-  EMBER_EXPECTS(options.tasks >= 1 && options.rounds >= 1, invalid_input, "bad task count or rounds");
+  EMBER_EXPECTS(options.tasks >= 1 && options.rounds >= 1, invalid_input,
+                "bad task count or rounds");
   set_loopback_env();
   nlohmann::json report;
   report["workload"] = "tasks";
-  report["parameters"] = {{"tasks", options.tasks}, {"workers", options.workers},
-                          {"rounds", options.rounds}};
+  report["parameters"] = {
+      {"tasks", options.tasks}, {"workers", options.workers}, {"rounds", options.rounds}};
   report["machine"] = machine();
   auto tasks = static_cast<int>(options.tasks);
   auto measure = [&](client& c) {
@@ -268,9 +277,11 @@ int run_bench_tasks(const bench_cluster_options& options) {
   auto embedded = measure(in_process);
   report["results"] = {
       {{"cluster", "scheduler + worker processes over UCX (tcp, loopback)"},
-       {"tasks_per_second", {{"median", distributed.median}, {"min", distributed.min}, {"max", distributed.max}}}},
+       {"tasks_per_second",
+        {{"median", distributed.median}, {"min", distributed.min}, {"max", distributed.max}}}},
       {{"cluster", "embedded (in-process executor, the ceiling)"},
-       {"tasks_per_second", {{"median", embedded.median}, {"min", embedded.min}, {"max", embedded.max}}}}};
+       {"tasks_per_second",
+        {{"median", embedded.median}, {"min", embedded.min}, {"max", embedded.max}}}}};
   report["ratio_to_embedded"] = distributed.median / embedded.median;
   char a[32], b[32], r[32];
   std::snprintf(a, sizeof a, "%.0f", distributed.median);

@@ -23,7 +23,8 @@ void exchange_stage_with_nccl(const nccl_exchange_msg& x, int worker_id, block_s
   auto maps_of = [&](int rank) {
     std::vector<int> out;
     for (std::size_t m = 0; m < x.map_workers.size(); ++m)
-      if (x.map_workers[m] == x.rank_workers[static_cast<std::size_t>(rank)]) out.push_back(static_cast<int>(m));
+      if (x.map_workers[m] == x.rank_workers[static_cast<std::size_t>(rank)])
+        out.push_back(static_cast<int>(m));
     return out;
   };
   auto reduces_of = [&](int rank) {
@@ -60,7 +61,8 @@ void exchange_stage_with_nccl(const nccl_exchange_msg& x, int worker_id, block_s
       }
     }
     if (pieces.empty()) {
-      outgoing_owned.push_back(to_device(make_empty_table(columns.names, columns.types).view(), ctx));
+      outgoing_owned.push_back(
+          to_device(make_empty_table(columns.names, columns.types).view(), ctx));
     } else {
       outgoing_owned.push_back(concatenate(pieces, ctx));
     }

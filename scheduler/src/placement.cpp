@@ -38,7 +38,8 @@ std::optional<int> choose_worker(const std::map<int, std::int64_t>& input_bytes,
   // Tasks per slot, compared without division: holder - least > imbalance.
   auto holder_load = static_cast<std::int64_t>(holder->assigned) * least->slots;
   auto least_load = static_cast<std::int64_t>(least->assigned) * holder->slots;
-  auto slack = static_cast<std::int64_t>(policy.max_imbalance_per_slot) * holder->slots * least->slots;
+  auto slack =
+      static_cast<std::int64_t>(policy.max_imbalance_per_slot) * holder->slots * least->slots;
   return holder_load - least_load > slack ? least->id : holder->id;
 }
 

@@ -54,19 +54,22 @@ void put_heartbeat(byte_writer& w, const heartbeat_msg& h) { h.encode(w); }
 
 std::string_view to_string(msg m) noexcept {
   static constexpr std::string_view names[] = {
-      "register_worker", "registered",   "heartbeat",     "peers",         "define_stage",
-      "run_task",        "task_done",    "task_failed",   "release_blocks", "fetch_block",
-      "block_data",      "block_missing", "submit_job",   "job_progress",  "job_result",
-      "job_failed",      "status_request", "status_reply", "nccl_exchange", "nccl_exchange_done"};
+      "register_worker", "registered",     "heartbeat",    "peers",          "define_stage",
+      "run_task",        "task_done",      "task_failed",  "release_blocks", "fetch_block",
+      "block_data",      "block_missing",  "submit_job",   "job_progress",   "job_result",
+      "job_failed",      "status_request", "status_reply", "nccl_exchange",  "nccl_exchange_done"};
   auto i = static_cast<std::size_t>(m) - transport::first_application_type;
   return i < std::size(names) ? names[i] : "unknown";
 }
 
 std::string_view to_string(exchange_path p) noexcept {
   switch (p) {
-    case exchange_path::automatic: return "auto";
-    case exchange_path::ucx: return "ucx";
-    case exchange_path::nccl: return "nccl";
+    case exchange_path::automatic:
+      return "auto";
+    case exchange_path::ucx:
+      return "ucx";
+    case exchange_path::nccl:
+      return "nccl";
   }
   return "unknown";
 }
@@ -101,14 +104,22 @@ std::pair<error_kind, std::string> describe_error(std::exception_ptr e) {
 
 void throw_error(error_kind kind, const std::string& message) {
   switch (kind) {
-    case error_kind::logic_error: throw logic_error(message);
-    case error_kind::invalid_input: throw invalid_input(message);
-    case error_kind::out_of_memory: throw out_of_memory(message);
-    case error_kind::cuda_error: throw cuda_error(message);
-    case error_kind::transport_error: throw transport_error(message);
-    case error_kind::timeout: throw timeout(message);
-    case error_kind::cancelled: throw cancelled(message);
-    case error_kind::error: break;
+    case error_kind::logic_error:
+      throw logic_error(message);
+    case error_kind::invalid_input:
+      throw invalid_input(message);
+    case error_kind::out_of_memory:
+      throw out_of_memory(message);
+    case error_kind::cuda_error:
+      throw cuda_error(message);
+    case error_kind::transport_error:
+      throw transport_error(message);
+    case error_kind::timeout:
+      throw timeout(message);
+    case error_kind::cancelled:
+      throw cancelled(message);
+    case error_kind::error:
+      break;
   }
   throw error(message);
 }
@@ -133,7 +144,8 @@ worker_info worker_info::decode(byte_reader& r) {
   i.description = r.get_string("description");
   i.memory_limit = r.get<std::uint64_t>("memory limit");
   i.slots = r.get<std::int32_t>("slots");
-  if (i.slots < 1 || i.slots > 1024) r.fail("task slots " + std::to_string(i.slots) + " out of range");
+  if (i.slots < 1 || i.slots > 1024)
+    r.fail("task slots " + std::to_string(i.slots) + " out of range");
   i.data_host = r.get_string("data host");
   i.data_port = r.get<std::int32_t>("data port");
   if (i.data_port <= 0 || i.data_port > 65535) r.fail("data port out of range");

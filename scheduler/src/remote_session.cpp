@@ -30,7 +30,7 @@ void remote_session::close() noexcept {
 }
 
 void remote_session::on_message(transport::connection_id, std::uint16_t type,
-                                 std::span<const std::uint8_t> body) {
+                                std::span<const std::uint8_t> body) {
   auto m = static_cast<msg>(type);
   std::lock_guard lock(_mutex);
   switch (m) {
@@ -53,7 +53,8 @@ void remote_session::on_message(transport::connection_id, std::uint16_t type,
       break;
     }
     default:
-      throw invalid_input("unexpected message '" + std::string(to_string(m)) + "' from the scheduler");
+      throw invalid_input("unexpected message '" + std::string(to_string(m)) +
+                          "' from the scheduler");
   }
   _cv.notify_all();
 }
@@ -62,7 +63,8 @@ void remote_session::on_table(transport::connection_id, std::uint16_t type,
                               std::span<const std::uint8_t> header, table rows) {
   auto m = static_cast<msg>(type);
   if (m != msg::job_result)
-    throw invalid_input("unexpected table message '" + std::string(to_string(m)) + "' from the scheduler");
+    throw invalid_input("unexpected table message '" + std::string(to_string(m)) +
+                        "' from the scheduler");
   auto r = decode<job_result_msg>(m, header, _address);
   std::lock_guard lock(_mutex);
   auto it = _pending.find(r.request);

@@ -166,8 +166,9 @@ struct scheduler_service::impl final : transport::node_handler {
     if (options.data_dir.empty()) return;
     std::error_code ec;
     std::filesystem::create_directories(options.data_dir, ec);
-    EMBER_EXPECTS(!ec, invalid_input,
-                  "cannot create the data folder " + options.data_dir.string() + ": " + ec.message());
+    EMBER_EXPECTS(
+        !ec, invalid_input,
+        "cannot create the data folder " + options.data_dir.string() + ": " + ec.message());
     auto lock_path = options.data_dir / "scheduler.lock";
     lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     EMBER_EXPECTS(lock_fd >= 0, invalid_input, "cannot open " + lock_path.string());
@@ -235,7 +236,8 @@ struct scheduler_service::impl final : transport::node_handler {
       std::deque<event> batch;
       {
         std::unique_lock lock(mutex);
-        cv.wait_for(lock, std::chrono::milliseconds(20), [&] { return stopping || !events.empty(); });
+        cv.wait_for(lock, std::chrono::milliseconds(20),
+                    [&] { return stopping || !events.empty(); });
         if (stopping) break;
         batch.swap(events);
       }
@@ -303,7 +305,8 @@ struct scheduler_service::impl final : transport::node_handler {
   void handle(message_event& e) {
     auto m = static_cast<msg>(e.type);
     switch (m) {
-      case msg::register_worker: return register_worker(e.from, decode_from<worker_info>(m, e.from, e.body));
+      case msg::register_worker:
+        return register_worker(e.from, decode_from<worker_info>(m, e.from, e.body));
       case msg::heartbeat: {
         auto h = decode_from<heartbeat_msg>(m, e.from, e.body);
         if (auto* w = worker_at(e.from)) {
@@ -316,10 +319,12 @@ struct scheduler_service::impl final : transport::node_handler {
         auto d = decode_from<task_done_msg>(m, e.from, e.body);
         return task_done(e.from, std::move(d), std::nullopt);
       }
-      case msg::task_failed: return task_failed(e.from, decode_from<task_failed_msg>(m, e.from, e.body));
+      case msg::task_failed:
+        return task_failed(e.from, decode_from<task_failed_msg>(m, e.from, e.body));
       case msg::nccl_exchange_done:
         return exchange_done(e.from, decode_from<nccl_exchange_done_msg>(m, e.from, e.body));
-      case msg::submit_job: return submit(e.from, decode_from<submit_job_msg>(m, e.from, e.body));
+      case msg::submit_job:
+        return submit(e.from, decode_from<submit_job_msg>(m, e.from, e.body));
       case msg::status_request: {
         auto r = reader_for(m, e.body, net->peer_address(e.from));
         auto request = r.get<std::uint64_t>("request");
@@ -334,7 +339,8 @@ struct scheduler_service::impl final : transport::node_handler {
 
   void handle(table_event& e) {
     auto m = static_cast<msg>(e.type);
-    if (m != msg::task_done) throw invalid_input("unexpected table message '" + std::string(to_string(m)) + "'");
+    if (m != msg::task_done)
+      throw invalid_input("unexpected table message '" + std::string(to_string(m)) + "'");
     auto d = decode_from<task_done_msg>(m, e.from, e.header);
     task_done(e.from, std::move(d), std::move(e.rows));
   }
@@ -376,7 +382,8 @@ struct scheduler_service::impl final : transport::node_handler {
     for (auto& [id, w] : workers)
       if (w.alive && now - w.last_heartbeat > limit) silent.push_back(id);
     for (auto id : silent) {
-      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - workers.at(id).last_heartbeat);
+      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+          now - workers.at(id).last_heartbeat);
       net->close(workers.at(id).conn);
       worker_died(id, "no heartbeat for " + std::to_string(ms.count()) + " ms");
     }
@@ -417,10 +424,13 @@ struct scheduler_service::impl final : transport::node_handler {
       bool in_ranks =
           std::find(st.rank_workers.begin(), st.rank_workers.end(), dead) != st.rank_workers.end();
       if (st.nccl && in_ranks &&
-          (st.exchange == exchange_state::running || (st.exchange == exchange_state::done && still_needed))) {
+          (st.exchange == exchange_state::running ||
+           (st.exchange == exchange_state::done && still_needed))) {
         return fail(job, error_kind::transport_error,
-                    "worker " + std::to_string(dead) + " died during or after the NCCL exchange of stage '" +
-                        job.plan.stages[s].name + "' (NCCL-exchanged blocks are not recomputed): " + reason);
+                    "worker " + std::to_string(dead) +
+                        " died during or after the NCCL exchange of stage '" +
+                        job.plan.stages[s].name +
+                        "' (NCCL-exchanged blocks are not recomputed): " + reason);
       }
       for (std::size_t p = 0; p < st.tasks.size(); ++p) {
         auto& t = st.tasks[p];
@@ -431,8 +441,8 @@ struct scheduler_service::impl final : transport::node_handler {
           return fail(job, error_kind::transport_error,
                       "task " + std::to_string(p) + " of stage '" + job.plan.stages[s].name +
                           "' was lost with " + std::to_string(t.attempt + 1) +
-                          " workers that died (last: worker " + std::to_string(dead) + ", " + reason +
-                          ")");
+                          " workers that died (last: worker " + std::to_string(dead) + ", " +
+                          reason + ")");
         }
         if (t.st == task_state::done) {
           --st.done;
@@ -514,16 +524,17 @@ struct scheduler_service::impl final : transport::node_handler {
       for (auto& [id, w] : workers)
         if (w.alive) gpus.emplace(w.info.data_host, w.info.device);
       bool own_gpus = static_cast<int>(gpus.size()) == alive;
-      bool use_nccl = m.exchange == exchange_path::nccl ||
-                      (m.exchange == exchange_path::automatic && all_cuda && own_gpus &&
-                       transport::nccl_built());
+      bool use_nccl =
+          m.exchange == exchange_path::nccl || (m.exchange == exchange_path::automatic &&
+                                                all_cuda && own_gpus && transport::nccl_built());
       job.stages.resize(job.plan.stages.size());
       for (std::size_t s = 0; s < job.plan.stages.size(); ++s) {
         const auto& st = job.plan.stages[s];
         job.stages[s].tasks.resize(static_cast<std::size_t>(st.partitions));
         for (int p = 0; p < st.partitions; ++p) job.stages[s].pending.push_back(p);
         job.stages[s].nccl = use_nccl && st.output.mode == exchange_mode::hash;
-        for (auto in : st.inputs) job.stages[static_cast<std::size_t>(in)].consumers.push_back(static_cast<int>(s));
+        for (auto in : st.inputs)
+          job.stages[static_cast<std::size_t>(in)].consumers.push_back(static_cast<int>(s));
       }
       job.results.resize(static_cast<std::size_t>(job.plan.stages.back().partitions));
     } catch (const invalid_input& e) {
@@ -580,7 +591,8 @@ struct scheduler_service::impl final : transport::node_handler {
     for (auto in : job.plan.stages[s].inputs) {
       const auto& up = job.stages[static_cast<std::size_t>(in)];
       if (!up.nccl) continue;
-      int owner = up.rank_workers[static_cast<std::size_t>(up.reduce_owner[static_cast<std::size_t>(p)])];
+      int owner =
+          up.rank_workers[static_cast<std::size_t>(up.reduce_owner[static_cast<std::size_t>(p)])];
       for (const auto& w : live)
         if (w.id == owner) return choose_worker({}, std::span(&w, 1), policy).value_or(-1);
       return -1;
@@ -688,7 +700,8 @@ struct scheduler_service::impl final : transport::node_handler {
       for (std::size_t i = 0; i < job->stages.size(); ++i) report_progress(*job, i);
     }
     if (complete) stage_complete(*job, s);
-    if (std::all_of(job->stages.begin(), job->stages.end(), [](const stage_rec& x) { return x.finished; }))
+    if (std::all_of(job->stages.begin(), job->stages.end(),
+                    [](const stage_rec& x) { return x.finished; }))
       finish(*job);
   }
 

@@ -168,7 +168,8 @@ class task_evaluator {
   // Where blocks live: the producer's memory, unless its consumers cannot read it; then pinned
   // host memory, which the device fills at full speed and the network sends without a bounce.
   part for_exchange(part p) {
-    if (on_cuda() && _io.blocks_on_host()) return own(to_host(p.rows, _ctx, pinned_host_resource()));
+    if (on_cuda() && _io.blocks_on_host())
+      return own(to_host(p.rows, _ctx, pinned_host_resource()));
     return p;
   }
   int block_device(const part& p) const {
@@ -266,7 +267,8 @@ std::vector<int> node_partitions_of(const stage& s, int stage_index) {
   return counts;
 }
 
-std::vector<std::pair<int, int>> task_inputs(const stage& s, const std::vector<int>& node_partitions,
+std::vector<std::pair<int, int>> task_inputs(const stage& s,
+                                             const std::vector<int>& node_partitions,
                                              int partition) {
   std::vector<std::pair<int, int>> out;
   collect_inputs(s, node_partitions, s.body.root, partition, out);

@@ -147,7 +147,8 @@ struct worker_service::impl final : transport::node_handler {
   std::map<int, transport::host_port> peer_addresses;
   std::map<int, connection_id> peer_connections;
   std::map<connection_id, int> peer_of_connection;
-  std::map<int, std::vector<std::uint64_t>> waiting_for_peer;  // fetch requests per unconnected peer
+  std::map<int, std::vector<std::uint64_t>>
+      waiting_for_peer;  // fetch requests per unconnected peer
   std::set<int> connecting;
   std::map<std::uint64_t, fetch_state> fetches;
   std::uint64_t next_request = 1;
@@ -193,8 +194,8 @@ struct worker_service::impl final : transport::node_handler {
         backend == backend_kind::cuda ? &pinned_host_resource() : &default_host_pool();
     no.token = o.token;
     no.shared_memory = o.shared_memory;
-    no.connect_timeout = std::min<std::chrono::milliseconds>(o.connect_timeout,
-                                                             std::chrono::milliseconds(10'000));
+    no.connect_timeout =
+        std::min<std::chrono::milliseconds>(o.connect_timeout, std::chrono::milliseconds(10'000));
     if (!o.listen.empty()) {
       auto colon = o.listen.rfind(':');
       if (colon == std::string::npos) {
@@ -246,8 +247,8 @@ struct worker_service::impl final : transport::node_handler {
         if (s->thread.joinable()) s->thread.join();
       std::rethrow_exception(first);
     }
-    slot_description = slots.front()->ctx->description() + " x" + std::to_string(slots.size()) +
-                       " task slots";
+    slot_description =
+        slots.front()->ctx->description() + " x" + std::to_string(slots.size()) + " task slots";
   }
 
   void connect_to_scheduler(const transport::host_port& sched) {
@@ -263,7 +264,8 @@ struct worker_service::impl final : transport::node_handler {
         // A refusal (wrong token, other version) will not change by retrying.
         if (what.find("refused") != std::string::npos || clock_type::now() > deadline) throw;
         if (attempt == 0)
-          logger().info("{}: waiting for the scheduler at {}: {}", options.name, sched.to_string(), what);
+          logger().info("{}: waiting for the scheduler at {}: {}", options.name, sched.to_string(),
+                        what);
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
       }
     }
@@ -361,8 +363,8 @@ struct worker_service::impl final : transport::node_handler {
         };
       }
       worker_io io(t, t.def->blocks_on_host, std::move(describe));
-      auto out = run_task(*s.ctx, s.options.device, t.def->body, t.def->node_partitions,
-                          m.partition, io);
+      auto out =
+          run_task(*s.ctx, s.options.device, t.def->body, t.def->node_partitions, m.partition, io);
       t.inputs.clear();
       task_done_msg done;
       done.job = m.job;
@@ -384,7 +386,8 @@ struct worker_service::impl final : transport::node_handler {
       auto to = scheduler_connection();
       if (io.result) {
         auto rows = transport::describe_table(io.result->rows, io.result->owner);
-        net->send_table(to, static_cast<std::uint16_t>(msg::task_done), encode(done), std::move(rows));
+        net->send_table(to, static_cast<std::uint16_t>(msg::task_done), encode(done),
+                        std::move(rows));
       } else {
         net->send(to, static_cast<std::uint16_t>(msg::task_done), encode(done));
       }
@@ -497,7 +500,8 @@ struct worker_service::impl final : transport::node_handler {
     auto peer = net->peer_address(from);
     auto m = static_cast<msg>(type);
     if (m != msg::block_data) {
-      throw invalid_input("unexpected table message '" + std::string(to_string(m)) + "' from " + peer);
+      throw invalid_input("unexpected table message '" + std::string(to_string(m)) + "' from " +
+                          peer);
     }
     auto r = decode<block_reply_msg>(m, header, peer);
     auto owner = std::make_shared<const table>(std::move(rows));
@@ -540,7 +544,8 @@ struct worker_service::impl final : transport::node_handler {
       for (auto& [request, f] : fetches)
         if (f.peer == worker) lost.push_back(request);
     }
-    for (auto r : lost) fail_fetch(r, "lost the connection to the worker holding the block: " + reason);
+    for (auto r : lost)
+      fail_fetch(r, "lost the connection to the worker holding the block: " + reason);
   }
 
   // ---- gathering inputs -----------------------------------------------------------------------
@@ -583,8 +588,9 @@ struct worker_service::impl final : transport::node_handler {
               continue;
             }
             auto request = next_request++;
-            fetches[request] = fetch_state{t, stage, static_cast<int>(map), reduce, holder,
-                                           clock_type::now() + options.fetch_timeout};
+            fetches[request] =
+                fetch_state{t,      stage,  static_cast<int>(map),
+                            reduce, holder, clock_type::now() + options.fetch_timeout};
             ++t->outstanding;
             to_send.emplace_back(holder, request);
           }
@@ -736,8 +742,7 @@ struct worker_service::impl final : transport::node_handler {
     block_reply_msg reply;
     reply.request = f.request;
     if (b && described) {
-      net->send_table(from, static_cast<std::uint16_t>(msg::block_data), encode(reply),
-                      *described);
+      net->send_table(from, static_cast<std::uint16_t>(msg::block_data), encode(reply), *described);
       return;
     }
     if (!b || (b->rows.num_columns() > 0 && b->rows.column(0).kind() == memory_kind::device &&
@@ -764,8 +769,7 @@ struct worker_service::impl final : transport::node_handler {
       jobs.erase(it);
     } else {
       it->second->blocks.erase_stage(r.stage);
-      std::erase_if(it->second->described,
-                    [&](const auto& d) { return d.first.stage == r.stage; });
+      std::erase_if(it->second->described, [&](const auto& d) { return d.first.stage == r.stage; });
     }
   }
 
@@ -788,7 +792,8 @@ struct worker_service::impl final : transport::node_handler {
           next_beat = now + std::chrono::milliseconds(heartbeat_ms);
           beat.running = running;
           beat.queued = static_cast<std::int32_t>(ready.size()) + waiting;
-          for (auto& [id, job] : jobs) beat.block_bytes += static_cast<std::uint64_t>(job->blocks.bytes());
+          for (auto& [id, job] : jobs)
+            beat.block_bytes += static_cast<std::uint64_t>(job->blocks.bytes());
           for (auto& s : slots) {
             if (!s->ctx) continue;
             beat.memory_used += s->ctx->resource().used();
@@ -865,8 +870,8 @@ std::string worker_service::data_address() const {
 }
 
 std::string worker_service::description() const {
-  return "worker " + std::to_string(id()) + " (" + _impl->options.name + "): " +
-         _impl->slot_description + ", " + _impl->net->describe();
+  return "worker " + std::to_string(id()) + " (" + _impl->options.name +
+         "): " + _impl->slot_description + ", " + _impl->net->describe();
 }
 
 }  // namespace ember

@@ -1,7 +1,7 @@
 #pragma once
 // Real processes for integration tests: child processes (ember::child_process, always killed and
-// reaped when they go out of scope, even when a test fails), and a local_cluster of an `ember scheduler` and
-// N `ember worker` processes, optionally inside network namespaces.
+// reaped when they go out of scope, even when a test fails), and a local_cluster of an `ember
+// scheduler` and N `ember worker` processes, optionally inside network namespaces.
 #include <unistd.h>
 
 #include <chrono>
@@ -56,11 +56,17 @@ class local_cluster {
     if (!spec.token.empty()) {
       std::ofstream(token_file()) << spec.token << "\n";
     }
-    std::vector<std::string> sched = {ember_executable().string(), "scheduler", "--listen",
-                                      spec.listen_host + ":0", "--data", (_dir.path() / "data").string(),
-                                      "--heartbeat-ms", std::to_string(spec.heartbeat_ms)};
+    std::vector<std::string> sched = {ember_executable().string(),
+                                      "scheduler",
+                                      "--listen",
+                                      spec.listen_host + ":0",
+                                      "--data",
+                                      (_dir.path() / "data").string(),
+                                      "--heartbeat-ms",
+                                      std::to_string(spec.heartbeat_ms)};
     add_common(sched);
-    _scheduler = std::make_unique<child_process>(wrapped(0, sched), _dir.path() / "scheduler", spec.env);
+    _scheduler =
+        std::make_unique<child_process>(wrapped(0, sched), _dir.path() / "scheduler", spec.env);
     address = _scheduler->wait_for_output("listening on (\\S+)", std::chrono::seconds(30));
     for (int i = 0; i < spec.workers; ++i) start_worker();
   }
@@ -68,8 +74,14 @@ class local_cluster {
   /// Starts one more worker (waits until it has registered).
   child_process& start_worker() {
     auto i = _workers.size();
-    std::vector<std::string> w = {ember_executable().string(), "worker", "--scheduler", address,
-                                  "--slots", std::to_string(_spec.slots), "--cpu-threads", "1"};
+    std::vector<std::string> w = {ember_executable().string(),
+                                  "worker",
+                                  "--scheduler",
+                                  address,
+                                  "--slots",
+                                  std::to_string(_spec.slots),
+                                  "--cpu-threads",
+                                  "1"};
     w.insert(w.end(), _spec.worker_args.begin(), _spec.worker_args.end());
     add_common(w);
     _workers.push_back(std::make_unique<child_process>(

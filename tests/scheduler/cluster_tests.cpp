@@ -25,8 +25,8 @@ using test::cluster_spec;
 using test::local_cluster;
 
 // Loopback tests keep UCX on lo (it may otherwise open lanes on other interfaces).
-const std::vector<std::string> loopback_env = {"UCX_NET_DEVICES=lo", "UCX_SOCKADDR_TLS_PRIORITY=tcp",
-                                               "EMBER_LOG_LEVEL=info"};
+const std::vector<std::string> loopback_env = {
+    "UCX_NET_DEVICES=lo", "UCX_SOCKADDR_TLS_PRIORITY=tcp", "EMBER_LOG_LEVEL=info"};
 
 void use_loopback_env() {
   for (const auto& e : loopback_env) {
@@ -222,8 +222,8 @@ TEST_F(cluster_test, WrongTokenIsRefusedAndOffLoopbackNeedsAToken) {
   expect_same(run_job(c, "join", options_for("join")).result, embedded_result("join", 1));
 
   test::temp_dir dir("ember-open");
-  test::child_process open({test::ember_executable().string(), "scheduler", "--listen",
-                            "0.0.0.0:0", "--data", dir.path().string()},
+  test::child_process open({test::ember_executable().string(), "scheduler", "--listen", "0.0.0.0:0",
+                            "--data", dir.path().string()},
                            dir.path() / "open");
   auto code = open.wait_exit(20s);
   ASSERT_TRUE(code.has_value());
@@ -373,18 +373,25 @@ class namespaces {
     address = subnet + "1";
     std::string script =
         "set -e\n"
-        "for n in a b c; do ip netns add " + _prefix + "$n; ip -n " + _prefix + "$n link set lo up; done\n"
-        "ip -n " + _prefix + "a link add br0 type bridge\n"
-        "ip -n " + _prefix + "a link set br0 up\n"
-        "ip -n " + _prefix + "a addr add " + subnet + "1/24 dev br0\n";
+        "for n in a b c; do ip netns add " +
+        _prefix + "$n; ip -n " + _prefix +
+        "$n link set lo up; done\n"
+        "ip -n " +
+        _prefix +
+        "a link add br0 type bridge\n"
+        "ip -n " +
+        _prefix +
+        "a link set br0 up\n"
+        "ip -n " +
+        _prefix + "a addr add " + subnet + "1/24 dev br0\n";
     int host = 2;
     for (auto n : {"b", "c"}) {
       auto peer = std::string("v") + n;
       script += "ip link add " + peer + "a netns " + _prefix + "a type veth peer name " + peer +
                 " netns " + _prefix + n + "\n";
       script += "ip -n " + _prefix + "a link set " + peer + "a master br0 up\n";
-      script += "ip -n " + _prefix + n + " addr add " + subnet + std::to_string(host++) + "/24 dev " +
-                peer + "\n";
+      script += "ip -n " + _prefix + n + " addr add " + subnet + std::to_string(host++) +
+                "/24 dev " + peer + "\n";
       script += "ip -n " + _prefix + n + " link set " + peer + " up\n";
     }
     ok = test::shell("sh -c '" + script + "' > /dev/null 2>&1") == 0;
@@ -419,11 +426,11 @@ TEST(cluster_namespaces, EveryBuiltInJobMatchesAcrossThreeNamespaces) {
     SCOPED_TRACE(job);
     auto csv = cluster.dir() / (job + ".csv");
     std::vector<std::string> argv = ns.exec_in("a");
-    for (const auto& a : {test::ember_executable().string(), std::string("run"), job,
-                          std::string("--scheduler"), cluster.address, std::string("--token-file"),
-                          cluster.token_file().string(), std::string("--quiet"),
-                          std::string("--rows"), std::string("120000"), std::string("--output"),
-                          csv.string()})
+    for (const auto& a :
+         {test::ember_executable().string(), std::string("run"), job, std::string("--scheduler"),
+          cluster.address, std::string("--token-file"), cluster.token_file().string(),
+          std::string("--quiet"), std::string("--rows"), std::string("120000"),
+          std::string("--output"), csv.string()})
       argv.push_back(a);
     if (job == "wordcount") {
       argv.push_back("--input");

@@ -25,8 +25,10 @@ using namespace std::chrono_literals;
 
 class quiet_handler : public transport::node_handler {
  public:
-  void on_message(transport::connection_id, std::uint16_t, std::span<const std::uint8_t>) override {}
-  void on_table(transport::connection_id, std::uint16_t, std::span<const std::uint8_t>, table) override {}
+  void on_message(transport::connection_id, std::uint16_t, std::span<const std::uint8_t>) override {
+  }
+  void on_table(transport::connection_id, std::uint16_t, std::span<const std::uint8_t>,
+                table) override {}
 };
 
 std::vector<std::uint8_t> frame(std::uint16_t type, std::uint64_t body_bytes,
@@ -103,7 +105,9 @@ class hostile_peer_test : public ::testing::Test {
   std::size_t drops(const std::string& who) {
     auto log = who == "scheduler" ? cluster->scheduler().err() : cluster->worker(0).err();
     std::size_t n = 0;
-    for (auto at = log.find("dropping peer"); at != std::string::npos; at = log.find("dropping peer", at + 1)) ++n;
+    for (auto at = log.find("dropping peer"); at != std::string::npos;
+         at = log.find("dropping peer", at + 1))
+      ++n;
     return n;
   }
 
@@ -182,9 +186,9 @@ TEST_F(hostile_peer_test, MalformedMessagesAfterTheHandshakeDropOnlyThatPeer) {
     SCOPED_TRACE(who);
     auto before = drops(who);
     std::vector<std::vector<std::uint8_t>> bodies;
-    bodies.push_back({1, 2, 3});                      // truncated
+    bodies.push_back({1, 2, 3});                            // truncated
     bodies.push_back(std::vector<std::uint8_t>(64, 0xff));  // counts of 2^32-1 entries
-    transport::byte_writer w;                         // a plan claiming 2^63 bytes
+    transport::byte_writer w;                               // a plan claiming 2^63 bytes
     w.put<std::uint64_t>(7);
     w.put<std::uint64_t>(std::uint64_t{1} << 63);
     bodies.push_back(w.bytes());

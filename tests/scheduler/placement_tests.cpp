@@ -59,7 +59,8 @@ TEST(placement, full_workers_are_skipped_and_none_with_room_means_wait) {
 TEST(placement, bytes_held_by_workers_that_are_gone_do_not_count) {
   std::vector<worker_load> w = {{1, 1, 4}, {2, 1, 0}};
   EXPECT_EQ(choose_worker({{0, 1'000'000}, {1, 10}}, w), 2);
-  EXPECT_EQ(choose_worker({{0, 1'000'000}, {1, 10}}, std::vector<worker_load>{{1, 1, 0}, {2, 1, 0}}), 1);
+  EXPECT_EQ(
+      choose_worker({{0, 1'000'000}, {1, 10}}, std::vector<worker_load>{{1, 1, 0}, {2, 1, 0}}), 1);
 }
 
 }  // namespace

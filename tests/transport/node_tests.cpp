@@ -99,8 +99,8 @@ class node_test : public ::testing::Test {
     port = server->listen("127.0.0.1", 0);
   }
   // A client that completed the handshake, and its connection.
-  std::pair<std::unique_ptr<node>, connection_id> connect_client(recorder& events,
-                                                                  const std::string& token = "secret") {
+  std::pair<std::unique_ptr<node>, connection_id> connect_client(
+      recorder& events, const std::string& token = "secret") {
     auto n = std::make_unique<node>(options_named("client", token), events);
     auto id = n->connect("127.0.0.1", port);
     return {std::move(n), id};
@@ -116,7 +116,12 @@ class node_test : public ::testing::Test {
   }
   std::size_t server_messages() {
     std::size_t n = 0;
-    server_events.wait([&](recorder& r) { n = r.messages.size(); return true; }, 0ms);
+    server_events.wait(
+        [&](recorder& r) {
+          n = r.messages.size();
+          return true;
+        },
+        0ms);
     return n;
   }
   // A raw connection (no handshake) and what it is told.
@@ -159,7 +164,8 @@ TEST_F(node_test, HandshakeThenMessagesBothWays) {
 
   for (int i = 0; i < 100; ++i) ASSERT_TRUE(client->send(id, ping, bytes_of(std::to_string(i))));
   ASSERT_TRUE(server_events.wait([](recorder& r) { return r.messages.size() == 100; }));
-  for (int i = 0; i < 100; ++i) EXPECT_EQ(server_events.messages[i].body, bytes_of(std::to_string(i)));
+  for (int i = 0; i < 100; ++i)
+    EXPECT_EQ(server_events.messages[i].body, bytes_of(std::to_string(i)));
 
   auto back = server_events.messages[0].from;
   ASSERT_TRUE(server->send(back, ping, bytes_of("pong")));
@@ -183,7 +189,8 @@ TEST_F(node_test, HandshakeThenMessagesBothWays) {
 
 table sample_table(std::size_t rows, std::uint64_t seed) {
   std::vector<std::uint8_t> flags(rows);
-  for (std::size_t i = 0; i < rows; ++i) flags[i] = static_cast<std::uint8_t>((i * 7 + seed) % 3 == 0);
+  for (std::size_t i = 0; i < rows; ++i)
+    flags[i] = static_cast<std::uint8_t>((i * 7 + seed) % 3 == 0);
   std::vector<column> cols;
   cols.push_back(test::random_int64(rows, 0, 1000, 0.0, seed));
   cols.push_back(test::random_float64(rows, -1, 1, 0.1, seed + 1));
@@ -211,13 +218,15 @@ TEST_F(node_test, TablesArriveIntactEagerRendezvousSlicedAndEmpty) {
       {small, small->view()},
       {large, large->view()},
       {large, large->view().slice(5, 5 + 300'001)},  // null masks not word-aligned
-      {small, small->view().slice(40, 40)},           // empty
+      {small, small->view().slice(40, 40)},          // empty
   };
   for (std::size_t i = 0; i < cases.size(); ++i) {
     auto out = describe_table(cases[i].rows, cases[i].owner);
-    ASSERT_TRUE(client->send_table(id, block, bytes_of("case " + std::to_string(i)), std::move(out)));
+    ASSERT_TRUE(
+        client->send_table(id, block, bytes_of("case " + std::to_string(i)), std::move(out)));
   }
-  ASSERT_TRUE(server_events.wait([&](recorder& r) { return r.tables.size() == cases.size(); }, 30s));
+  ASSERT_TRUE(
+      server_events.wait([&](recorder& r) { return r.tables.size() == cases.size(); }, 30s));
   // Rendezvous transfers may complete out of order: match them by header.
   for (const auto& got : server_events.tables) {
     std::string h(got.header.begin(), got.header.end());

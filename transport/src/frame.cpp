@@ -21,9 +21,8 @@ std::array<std::uint8_t, frame_header_bytes> encode_frame_header(const frame_hea
   return out;
 }
 
-frame_header decode_frame_header(std::span<const std::uint8_t> am_header,
-                                 std::uint64_t body_length, const frame_limits& limits,
-                                 const std::string& peer) {
+frame_header decode_frame_header(std::span<const std::uint8_t> am_header, std::uint64_t body_length,
+                                 const frame_limits& limits, const std::string& peer) {
   auto reject = [&](const std::string& why) -> frame_header {
     throw invalid_input("bad frame from peer " + peer + ": " + why);
   };
@@ -53,8 +52,8 @@ frame_header decode_frame_header(std::span<const std::uint8_t> am_header,
   }
   if (am_header.size() - frame_header_bytes != h.meta_bytes) {
     return reject("the header promises " + std::to_string(h.meta_bytes) +
-                  " bytes of metadata but " + std::to_string(am_header.size() - frame_header_bytes) +
-                  " arrived");
+                  " bytes of metadata but " +
+                  std::to_string(am_header.size() - frame_header_bytes) + " arrived");
   }
   bool table = h.flags == frame_flag_segment;
   std::size_t limit = table ? limits.max_table_bytes : limits.max_message_bytes;

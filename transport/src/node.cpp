@@ -15,6 +15,8 @@
 #include <ember/host/log.hpp>
 #include <ember/transport/byte_codec.hpp>
 #include <ember/transport/node.hpp>
+
+#include "detail/sockaddr.hpp"
 #include <functional>
 #include <future>
 #include <map>
@@ -41,38 +43,8 @@ void check(ucs_status_t s, const std::string& what) {
   if (s != UCS_OK) throw transport_error(what + ": " + status_text(s));
 }
 
-std::string sockaddr_text(const sockaddr_storage& a) {
-  char host[INET6_ADDRSTRLEN] = {};
-  int port = 0;
-  if (a.ss_family == AF_INET) {
-    const auto& in = reinterpret_cast<const sockaddr_in&>(a);
-    inet_ntop(AF_INET, &in.sin_addr, host, sizeof host);
-    port = ntohs(in.sin_port);
-  } else if (a.ss_family == AF_INET6) {
-    const auto& in = reinterpret_cast<const sockaddr_in6&>(a);
-    inet_ntop(AF_INET6, &in.sin6_addr, host, sizeof host);
-    port = ntohs(in.sin6_port);
-  } else {
-    return "unknown address";
-  }
-  return std::string(host) + ":" + std::to_string(port);
-}
-
-sockaddr_storage resolve(const std::string& host, int port) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), std::to_string(port).c_str(), &hints,
-                       &found);
-  if (rc != 0 || found == nullptr) {
-    throw transport_error("cannot resolve '" + host + "': " + gai_strerror(rc));
-  }
-  sockaddr_storage out{};
-  std::memcpy(&out, found->ai_addr, found->ai_addrlen);
-  freeaddrinfo(found);
-  return out;
-}
+using detail::resolve;
+using detail::sockaddr_text;
 
 // Token comparison whose time does not depend on where the strings differ.
 bool same_token(const std::string& a, const std::string& b) noexcept {
@@ -87,46 +59,6 @@ bool same_token(const std::string& a, const std::string& b) noexcept {
 }
 
 }  // namespace
-
-host_port parse_host_port(const std::string& text) {
-  auto colon = text.rfind(':');
-  EMBER_EXPECTS(colon != std::string::npos && colon + 1 < text.size(), invalid_input,
-                "'" + text + "' is not HOST:PORT");
-  host_port out;
-  out.host = text.substr(0, colon);
-  if (out.host.size() >= 2 && out.host.front() == '[' && out.host.back() == ']')
-    out.host = out.host.substr(1, out.host.size() - 2);
-  auto port_text = text.substr(colon + 1);
-  EMBER_EXPECTS(port_text.find_first_not_of("0123456789") == std::string::npos &&
-                    port_text.size() <= 5,
-                invalid_input, "'" + text + "': the port '" + port_text + "' is not a number");
-  out.port = std::stoi(port_text);
-  EMBER_EXPECTS(out.port <= 65535, invalid_input, "'" + text + "': port out of range");
-  EMBER_EXPECTS(!out.host.empty(), invalid_input, "'" + text + "' has no host");
-  return out;
-}
-
-std::string local_address_towards(const std::string& host, int port) {
-  auto target = resolve(host, port);
-  int fd = ::socket(target.ss_family, SOCK_DGRAM, 0);
-  if (fd < 0) throw transport_error("cannot open a socket to find the route to " + host);
-  socklen_t len = target.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-  sockaddr_storage local{};
-  socklen_t local_len = sizeof local;
-  bool ok = ::connect(fd, reinterpret_cast<const sockaddr*>(&target), len) == 0 &&
-            ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len) == 0;
-  ::close(fd);
-  if (!ok) throw transport_error("no route to " + host + ":" + std::to_string(port));
-  auto text = sockaddr_text(local);
-  return text.substr(0, text.rfind(':'));
-}
-
-bool is_loopback(const std::string& host) {
-  if (host == "localhost" || host == "::1") return true;
-  in_addr a{};
-  if (inet_pton(AF_INET, host.c_str(), &a) == 1) return (ntohl(a.s_addr) >> 24) == 127;
-  return false;
-}
 
 struct node::impl {
   enum class state { awaiting_hello, awaiting_welcome, open, closing, closed };
@@ -165,9 +97,9 @@ struct node::impl {
     std::uint16_t type = 0;
     std::vector<std::uint8_t> header;  // the application header
     std::unique_ptr<incoming_table> rows;
-    std::vector<segment> segments;     // the non-empty ones, in sending order
-    std::size_t announced = 0;         // segments whose message has arrived
-    std::size_t complete = 0;          // segments whose bytes have arrived
+    std::vector<segment> segments;  // the non-empty ones, in sending order
+    std::size_t announced = 0;      // segments whose message has arrived
+    std::size_t complete = 0;       // segments whose bytes have arrived
   };
 
   // A rendezvous receive in flight: a control message body, or one table segment.
@@ -213,7 +145,8 @@ struct node::impl {
       auto interval = std::to_string(options.keepalive_interval.count()) + "ms";
       auto s = ucp_config_modify(config, "KEEPALIVE_INTERVAL", interval.c_str());
       if (s != UCS_OK)
-        logger().warn("{}: cannot set the UCX keepalive interval: {}", options.name, status_text(s));
+        logger().warn("{}: cannot set the UCX keepalive interval: {}", options.name,
+                      status_text(s));
     }
     ucp_params_t params{};
     params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_NAME;
@@ -329,7 +262,8 @@ struct node::impl {
     // Force-closed endpoints complete their requests (with errors) during progress.
     auto until = clock_type::now() + std::chrono::milliseconds(200);
     while (clock_type::now() < until) {
-      if (ucp_worker_progress(worker) == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      if (ucp_worker_progress(worker) == 0)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     ucp_worker_destroy(worker);
     ucp_cleanup(context);
@@ -490,7 +424,8 @@ struct node::impl {
     ucp_conn_request_attr_t attr{};
     attr.field_mask = UCP_CONN_REQUEST_ATTR_FIELD_CLIENT_ADDR;
     std::string address = "unknown";
-    if (ucp_conn_request_query(request, &attr) == UCS_OK) address = sockaddr_text(attr.client_address);
+    if (ucp_conn_request_query(request, &attr) == UCS_OK)
+      address = sockaddr_text(attr.client_address);
     std::size_t pending = 0;
     for (auto& [id, c] : connections) pending += c.st == state::awaiting_hello ? 1 : 0;
     if (pending >= max_pending_handshakes) {
@@ -601,7 +536,8 @@ struct node::impl {
   // A table goes as one message with its layout, then one message per non-empty buffer, each a
   // contiguous payload (UCX 1.13 moves contiguous rendezvous data about three times faster over
   // tcp than an I/O vector), received straight into the new column's buffer.
-  void send_table_now(connection& c, std::uint16_t type, const std::vector<std::uint8_t>& app_header,
+  void send_table_now(connection& c, std::uint16_t type,
+                      const std::vector<std::uint8_t>& app_header,
                       std::shared_ptr<const outgoing_table> rows) {
     auto id = next_transfer++;
     byte_writer meta;
@@ -630,8 +566,8 @@ struct node::impl {
 
   void send_am(connection& c, std::unique_ptr<send_state> s, memory_kind kind) {
     ucp_request_param_t p{};
-    p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
-                     UCP_OP_ATTR_FIELD_FLAGS;
+    p.op_attr_mask =
+        UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
     p.cb.send = &impl::send_callback;
     p.user_data = s.get();
     p.flags = UCP_AM_SEND_FLAG_REPLY;
@@ -703,7 +639,8 @@ struct node::impl {
       handle_transport_message(c, h.type, {static_cast<const std::uint8_t*>(data), length});
       return UCS_OK;
     }
-    if (c.st != state::open) return refuse("message type " + std::to_string(h.type) + " before the handshake");
+    if (c.st != state::open)
+      return refuse("message type " + std::to_string(h.type) + " before the handshake");
     try {
       if (h.flags == frame_flag_table) return begin_table(c, h, meta, rndv);
       if (h.flags == frame_flag_segment) return receive_segment(c, h, meta, data, length, rndv);
@@ -756,8 +693,9 @@ struct node::impl {
   }
 
   // One buffer of a table, in sending order, straight into its place.
-  ucs_status_t receive_segment(connection& c, const frame_header& h, std::span<const std::uint8_t> meta,
-                               void* data, std::size_t length, bool rndv) {
+  ucs_status_t receive_segment(connection& c, const frame_header& h,
+                               std::span<const std::uint8_t> meta, void* data, std::size_t length,
+                               bool rndv) {
     byte_reader mr(meta, "table segment from peer " + c.address);
     auto id = mr.get<std::uint64_t>("transfer id");
     auto index = mr.get<std::uint32_t>("segment index");
@@ -971,7 +909,8 @@ int node::listen(const std::string& host, int port) {
 connection_id node::connect(const std::string& host, int port) {
   auto ready = std::make_shared<std::promise<void>>();
   auto done = ready->get_future();
-  auto id = _impl->call([&, host, port, ready] { return _impl->connect_now(host, port, false, ready); });
+  auto id =
+      _impl->call([&, host, port, ready] { return _impl->connect_now(host, port, false, ready); });
   auto address = host + ":" + std::to_string(port);
   if (done.wait_for(_impl->options.connect_timeout) != std::future_status::ready) {
     close(id);
@@ -984,7 +923,8 @@ connection_id node::connect(const std::string& host, int port) {
 
 connection_id node::connect_raw(const std::string& host, int port) {
   auto ready = std::make_shared<std::promise<void>>();
-  return _impl->call([&, host, port, ready] { return _impl->connect_now(host, port, true, ready); });
+  return _impl->call(
+      [&, host, port, ready] { return _impl->connect_now(host, port, true, ready); });
 }
 
 bool node::send(connection_id to, std::uint16_t type, std::vector<std::uint8_t> body) {

@@ -13,13 +13,14 @@ std::size_t mask_bytes(size_type rows) {
 }
 
 // A copy of `rows` validity bits starting at bit `offset` of `mask`, starting at bit 0.
-std::shared_ptr<std::vector<bitmask_type>> compact_mask(const bitmask_type* mask,
-                                                        size_type offset, size_type rows) {
+std::shared_ptr<std::vector<bitmask_type>> compact_mask(const bitmask_type* mask, size_type offset,
+                                                        size_type rows) {
   auto out = std::make_shared<std::vector<bitmask_type>>(
       static_cast<std::size_t>(bitmask_words(rows)), 0u);
   for (size_type i = 0; i < rows; ++i) {
     auto bit = offset + i;
-    if ((mask[bit / 32] >> (bit % 32)) & 1u) (*out)[static_cast<std::size_t>(i / 32)] |= 1u << (i % 32);
+    if ((mask[bit / 32] >> (bit % 32)) & 1u)
+      (*out)[static_cast<std::size_t>(i / 32)] |= 1u << (i % 32);
   }
   return out;
 }
@@ -38,7 +39,8 @@ std::vector<std::pair<size_type, size_type>> string_bounds(const table_view& row
     auto& [first, last] = out[static_cast<std::size_t>(c)];
     if (col.kind() == memory_kind::device) {
       EMBER_EXPECTS(ctx != nullptr, invalid_input,
-                    "cannot send device string column '" + rows.names()[static_cast<std::size_t>(c)] +
+                    "cannot send device string column '" +
+                        rows.names()[static_cast<std::size_t>(c)] +
                         "' without its context: stage it on the host");
       ctx->copy(&first, col.offsets(), sizeof(size_type));
       ctx->copy(&last, col.offsets() + col.size(), sizeof(size_type));
@@ -50,8 +52,7 @@ std::vector<std::pair<size_type, size_type>> string_bounds(const table_view& row
   return out;
 }
 
-outgoing_table describe(const table_view& rows, std::shared_ptr<const void> owner,
-                        context* ctx) {
+outgoing_table describe(const table_view& rows, std::shared_ptr<const void> owner, context* ctx) {
   auto bounds = string_bounds(rows, ctx);
   outgoing_table out;
   out.kind = rows.num_columns() > 0 ? rows.column(0).kind() : memory_kind::host;
@@ -117,7 +118,8 @@ outgoing_table describe_device_table(const table_view& rows, std::shared_ptr<con
                                      context& ctx) {
   bool misaligned = false;
   for (const auto& col : rows.columns())
-    misaligned |= col.kind() == memory_kind::device && col.nullable() && col.mask_offset() % 32 != 0;
+    misaligned |=
+        col.kind() == memory_kind::device && col.nullable() && col.mask_offset() % 32 != 0;
   if (!misaligned) return describe(rows, std::move(owner), &ctx);
   auto compact = std::make_shared<const table>(copy_slice(rows, 0, rows.num_rows(), ctx));
   ctx.synchronize();
@@ -147,7 +149,8 @@ incoming_table::incoming_table(std::span<const std::uint8_t> layout, std::uint64
     _names.push_back(r.get_string("column name"));
     const auto& name = _names.back();
     auto type = r.get<std::uint8_t>("column type");
-    if (type >= type_count) r.fail("column '" + name + "' has unknown type id " + std::to_string(type));
+    if (type >= type_count)
+      r.fail("column '" + name + "' has unknown type id " + std::to_string(type));
     p.parts.type = static_cast<type_id>(type);
     p.parts.nullable = r.get_bool("nullable");
     p.parts.base = r.get<size_type>("offsets base");
@@ -179,7 +182,8 @@ incoming_table::incoming_table(std::span<const std::uint8_t> layout, std::uint64
     }
     plan.push_back(std::move(p));
   }
-  if (r.remaining() != 0) r.fail(std::to_string(r.remaining()) + " trailing bytes after the layout");
+  if (r.remaining() != 0)
+    r.fail(std::to_string(r.remaining()) + " trailing bytes after the layout");
   if (total != body_bytes)
     r.fail("the layout describes " + std::to_string(total) + " bytes but the body has " +
            std::to_string(body_bytes));
@@ -226,9 +230,12 @@ table incoming_table::finish() {
       if (offsets[0] != p.base) bad("string offsets do not start at the announced base");
       for (size_type i = 0; i <= _rows; ++i) {
         offsets[i] -= p.base;
-        if (i > 0 && offsets[i] < offsets[i - 1]) bad("string offsets decrease at row " + std::to_string(i - 1));
+        if (i > 0 && offsets[i] < offsets[i - 1])
+          bad("string offsets decrease at row " + std::to_string(i - 1));
       }
-      if (offsets[_rows] != chars) bad("string offsets end at " + std::to_string(offsets[_rows]) + " but " + std::to_string(chars) + " characters arrived");
+      if (offsets[_rows] != chars)
+        bad("string offsets end at " + std::to_string(offsets[_rows]) + " but " +
+            std::to_string(chars) + " characters arrived");
       columns.emplace_back(_rows, std::move(p.offsets), std::move(p.values), std::move(p.mask));
     } else {
       if (p.type == type_id::bool8) {

@@ -15,7 +15,7 @@ class remote_session;
 struct client_state {
   client_options options;
   planner_options planner;
-  std::unique_ptr<executor> workers;        // local clusters
+  std::unique_ptr<executor> workers;       // local clusters
   std::shared_ptr<remote_session> remote;  // clients of a scheduler
   std::atomic<bool> closed{false};
 

@@ -21,25 +21,25 @@ using transport::byte_writer;
 
 enum class msg : std::uint16_t {
   register_worker = transport::first_application_type,  // worker -> scheduler
-  registered,                                            // scheduler -> worker
-  heartbeat,                                             // worker -> scheduler
-  peers,                                                 // scheduler -> worker
-  define_stage,                                          // scheduler -> worker
-  run_task,                                              // scheduler -> worker
-  task_done,                                             // worker -> scheduler (table: result)
-  task_failed,                                           // worker -> scheduler
-  release_blocks,                                        // scheduler -> worker
-  fetch_block,                                           // worker -> worker
-  block_data,                                            // worker -> worker (table)
-  block_missing,                                         // worker -> worker
-  submit_job,                                            // client -> scheduler
-  job_progress,                                          // scheduler -> client
-  job_result,                                            // scheduler -> client (table)
-  job_failed,                                            // scheduler -> client
-  status_request,                                        // client -> scheduler
-  status_reply,                                          // scheduler -> client
-  nccl_exchange,                                         // scheduler -> worker
-  nccl_exchange_done,                                    // worker -> scheduler
+  registered,                                           // scheduler -> worker
+  heartbeat,                                            // worker -> scheduler
+  peers,                                                // scheduler -> worker
+  define_stage,                                         // scheduler -> worker
+  run_task,                                             // scheduler -> worker
+  task_done,                                            // worker -> scheduler (table: result)
+  task_failed,                                          // worker -> scheduler
+  release_blocks,                                       // scheduler -> worker
+  fetch_block,                                          // worker -> worker
+  block_data,                                           // worker -> worker (table)
+  block_missing,                                        // worker -> worker
+  submit_job,                                           // client -> scheduler
+  job_progress,                                         // scheduler -> client
+  job_result,                                           // scheduler -> client (table)
+  job_failed,                                           // scheduler -> client
+  status_request,                                       // client -> scheduler
+  status_reply,                                         // scheduler -> client
+  nccl_exchange,                                        // scheduler -> worker
+  nccl_exchange_done,                                   // worker -> scheduler
   last
 };
 
@@ -206,10 +206,10 @@ struct nccl_exchange_msg {
   std::int32_t stage = 0;
   std::vector<std::uint8_t> unique_id;
   std::int32_t rank = 0;
-  std::vector<std::int32_t> rank_workers;    ///< index: rank
-  std::vector<std::int32_t> reduce_owner;    ///< index: reduce partition -> rank
-  std::vector<std::int32_t> map_workers;     ///< index: map partition -> worker
-  std::vector<std::string> column_names;     ///< the blocks' columns
+  std::vector<std::int32_t> rank_workers;  ///< index: rank
+  std::vector<std::int32_t> reduce_owner;  ///< index: reduce partition -> rank
+  std::vector<std::int32_t> map_workers;   ///< index: map partition -> worker
+  std::vector<std::string> column_names;   ///< the blocks' columns
   std::vector<type_id> column_types;
   void encode(byte_writer& w) const;
   static nccl_exchange_msg decode(byte_reader& r);

@@ -113,8 +113,8 @@ class byte_reader {
   [[nodiscard]] std::size_t remaining() const noexcept { return _bytes.size() - _pos; }
   [[nodiscard]] std::size_t position() const noexcept { return _base + _pos; }
   [[noreturn]] void fail(const std::string& why) const {
-    throw invalid_input("malformed " + _subject + " at byte " + std::to_string(position()) +
-                        ": " + why);
+    throw invalid_input("malformed " + _subject + " at byte " + std::to_string(position()) + ": " +
+                        why);
   }
 
  private:

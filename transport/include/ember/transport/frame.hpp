@@ -43,7 +43,8 @@ struct frame_header {
   std::uint32_t meta_bytes = 0;
   std::uint64_t body_bytes = 0;
 };
-static_assert(sizeof(frame_header) == frame_header_bytes, "the frame header is 24 bytes on the wire");
+static_assert(sizeof(frame_header) == frame_header_bytes,
+              "the frame header is 24 bytes on the wire");
 
 /// Limits a receiver enforces before allocating.
 struct frame_limits {
@@ -66,7 +67,6 @@ struct frame_limits {
 /// arrived, or over a limit).
 [[nodiscard]] frame_header decode_frame_header(std::span<const std::uint8_t> am_header,
                                                std::uint64_t body_length,
-                                               const frame_limits& limits,
-                                               const std::string& peer);
+                                               const frame_limits& limits, const std::string& peer);
 
 }  // namespace ember::transport

@@ -56,8 +56,7 @@ struct outgoing_table {
 /// (copy_slice; the copy is kept alive with the description). Host tables are described as by
 /// describe_table. Called on the thread that owns `ctx`.
 [[nodiscard]] outgoing_table describe_device_table(const table_view& rows,
-                                                   std::shared_ptr<const void> owner,
-                                                   context& ctx);
+                                                   std::shared_ptr<const void> owner, context& ctx);
 
 /// Receives one table: built from the layout, it allocates the columns' buffers from `mr` (host
 /// memory) and exposes them as segments to receive into; finish() checks what arrived and hands
