@@ -72,6 +72,7 @@ void remote_session::on_table(transport::connection_id, std::uint16_t type,
   job_result out;
   out.result = std::move(rows);
   out.metrics = std::move(r.metrics);
+  out.metrics.retried_tasks = r.retried_tasks;
   it->second.result = std::move(out);
   _cv.notify_all();
 }

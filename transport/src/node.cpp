@@ -34,6 +34,8 @@ enum : std::uint16_t { msg_hello = 1, msg_welcome = 2, msg_reject = 3, msg_goodb
 constexpr unsigned am_id = 7;
 // Unauthenticated inbound connections allowed at once; more are refused at the listener.
 constexpr std::size_t max_pending_handshakes = 256;
+// Progress calls between looks at the command queue.
+constexpr int max_progress_per_turn = 64;
 // How long a closing connection waits for its goodbye (or reject) to leave before it is forced.
 constexpr auto close_grace = std::chrono::milliseconds(500);
 
@@ -207,11 +209,19 @@ struct node::impl {
         stop_now = stopping;
       }
       for (auto& c : batch) run_command(c);
-      while (ucp_worker_progress(worker) != 0) {
+      // Progress is bounded per turn: while a long transfer streams, progress never runs dry,
+      // and queued sends (heartbeats among them) must not wait for it to end.
+      bool busy = true;
+      for (int turn = 0; turn < max_progress_per_turn; ++turn) {
+        if (ucp_worker_progress(worker) == 0) {
+          busy = false;
+          break;
+        }
       }
       handle_failures();
       check_deadlines();
       if (stop_now) break;
+      if (busy) continue;
       {
         std::lock_guard lock(mutex);
         if (!commands.empty() || stopping) continue;

@@ -89,6 +89,7 @@ struct job_metrics {
   size_type input_rows = 0;           ///< rows the sources produced
   size_type input_bytes = 0;          ///< their table_bytes()
   size_type peak_block_bytes = 0;     ///< the most shuffle data held at once
+  int retried_tasks = 0;  ///< distributed runs: tasks run again after a worker was lost
 };
 
 /// A job's rows (host memory, owned by the caller) and what it took.

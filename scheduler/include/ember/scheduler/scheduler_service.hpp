@@ -36,7 +36,10 @@ struct scheduler_service_options {
   std::string token;
   /// Let UCX use shared memory between processes on this host (transport/node.hpp).
   bool shared_memory = false;
-  /// How often workers heartbeat, and how many intervals of silence make a worker dead.
+  /// How often workers heartbeat, and how many intervals of silence make a worker dead. A crash
+  /// is seen at once (the connection fails); silence catches hangs and pauses. Two seconds
+  /// leaves room for a worker starved of CPU on a loaded machine: at one second, a 2 GB shuffle
+  /// of three workers on two cores declared a busy worker dead.
   std::chrono::milliseconds heartbeat_interval{250};
   int missed_heartbeats = 8;
   /// Runs of one task (the first included) before its job fails.
