@@ -208,7 +208,8 @@ struct worker_service::impl final : transport::node_handler {
     } else {
       data_host = transport::local_address_towards(sched.host, sched.port);
     }
-    no.name = o.name.empty() ? "worker@" + data_host : o.name;
+    // Log lines name the process until the port is known (then `ember status` names it).
+    no.name = o.name.empty() ? "worker pid " + std::to_string(::getpid()) : o.name;
     net = std::make_unique<transport::node>(no, *this);
     direct_device = backend == backend_kind::cuda && net->cuda_aware();
     data_port = net->listen(data_host, data_port);
