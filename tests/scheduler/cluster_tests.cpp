@@ -128,6 +128,34 @@ TEST_F(cluster_test, InMemoryTablesAndRelativePathsTravelToTheWorkers) {
   expect_same(remote_lines, local_lines);
 }
 
+TEST_F(cluster_test, LocalBlocksAreTakenByReferenceAndOnlyTheRestCrossesUcx) {
+  for (int workers : {1, 3}) {
+    SCOPED_TRACE(workers);
+    cluster_spec spec;
+    spec.env = loopback_env;
+    spec.workers = workers;
+    local_cluster cluster(spec);
+    auto c = client::connect(cluster.address);
+    auto r = c.generate("keyed", 300'000, 7, 300'000)
+                 .repartition({"key"})
+                 .group_by({}, {{aggregation_kind::count_all, "", "rows"}})
+                 .run();
+    EXPECT_EQ(r.result.view().column(0).data<std::int64_t>()[0], 300'000);
+    const auto& map = r.metrics.stages.at(0);
+    const auto& reduce = r.metrics.stages.at(1);
+    EXPECT_GT(map.bytes_out, 0);
+    if (workers == 1) {
+      EXPECT_EQ(reduce.bytes_fetched, 0);  // every block was the worker's own
+    } else {
+      // Blocks cross UCX only between workers: some do, never all (the reducers' own stay).
+      EXPECT_GT(reduce.bytes_fetched, 0);
+      EXPECT_LT(reduce.bytes_fetched, map.bytes_out);
+      EXPECT_GT(reduce.fetch_seconds, 0.0);
+    }
+    EXPECT_EQ(r.metrics.retried_tasks, 0);
+  }
+}
+
 TEST_F(cluster_test, StatusListsWorkersAndNoticesADeadOne) {
   cluster_spec spec;
   spec.env = loopback_env;
