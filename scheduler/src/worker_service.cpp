@@ -15,6 +15,7 @@
 #include <set>
 #include <thread>
 
+#include "detail/block_fetcher.hpp"
 #include "detail/nccl_exchange.hpp"
 #include "detail/protocol.hpp"
 #include "detail/task_runner.hpp"
@@ -58,11 +59,10 @@ struct task_state {
   std::int64_t fetched_bytes = 0;
 };
 
-struct fetch_state {
+// One remote input of a task, while block_fetcher gets it.
+struct input_in_flight {
   std::shared_ptr<task_state> task;
   int stage = 0, map = 0, reduce = 0;
-  int peer = 0;
-  clock_type::time_point deadline;
 };
 
 // The bytes a table's buffers take on the wire.
@@ -143,22 +143,15 @@ struct worker_service::impl final : transport::node_handler {
   std::map<std::uint64_t, std::shared_ptr<job_data>> jobs;
   std::deque<std::shared_ptr<task_state>> ready;
   int running = 0;
-  int waiting = 0;  // tasks gathering inputs
-  std::map<int, transport::host_port> peer_addresses;
-  std::map<int, connection_id> peer_connections;
-  std::map<connection_id, int> peer_of_connection;
-  std::map<int, std::vector<std::uint64_t>>
-      waiting_for_peer;  // fetch requests per unconnected peer
-  std::set<int> connecting;
-  std::map<std::uint64_t, fetch_state> fetches;
+  int waiting = 0;                                   // tasks gathering inputs
+  std::map<std::uint64_t, input_in_flight> fetches;  // by block_fetcher ticket
   std::uint64_t next_request = 1;
-  std::deque<int> connect_queue;
   std::deque<nccl_exchange_msg> nccl_queue;
+  std::unique_ptr<block_fetcher> fetcher;
 
   const clock_type::time_point started_at = clock_type::now();
   std::unique_ptr<context> nccl_context;  // the NCCL thread's; freed in stop() after the blocks
   std::thread housekeeper;
-  std::thread connector;
   std::thread nccl_thread;
 
   explicit impl(const worker_service_options& o) : options(o) {
@@ -215,9 +208,14 @@ struct worker_service::impl final : transport::node_handler {
     data_port = net->listen(data_host, data_port);
     if (o.name.empty()) options.name = "worker@" + data_host + ":" + std::to_string(data_port);
 
+    fetcher = std::make_unique<block_fetcher>(
+        *net, o.fetch_timeout,
+        [this](std::uint64_t ticket, std::optional<table> rows, const std::string& why) {
+          input_arrived(ticket, std::move(rows), why);
+        },
+        options.name);
     connect_to_scheduler(sched);
     housekeeper = std::thread([this] { housekeeping(); });
-    connector = std::thread([this] { connect_peers(); });
     nccl_thread = std::thread([this] { run_nccl_exchanges(); });
   }
 
@@ -302,10 +300,11 @@ struct worker_service::impl final : transport::node_handler {
       for (auto& [id, job] : jobs) job->cancelled = true;
     }
     cv.notify_all();
-    for (auto* t : {&housekeeper, &connector, &nccl_thread})
+    for (auto* t : {&housekeeper, &nccl_thread})
       if (t->joinable()) t->join();
     for (auto& s : slots)
       if (s->thread.joinable()) s->thread.join();
+    if (fetcher) fetcher->stop();
     if (net) net->shutdown();
     // Blocks and fetched inputs hold memory of the contexts: free them before the contexts.
     {
@@ -441,9 +440,7 @@ struct worker_service::impl final : transport::node_handler {
       }
       case msg::peers: {
         if (!from_scheduler) break;
-        auto p = decode<peers_msg>(m, body, peer);
-        std::lock_guard lock(mutex);
-        for (const auto& a : p.peers) peer_addresses[a.worker_id] = {a.host, a.port};
+        fetcher->set_peers(decode<peers_msg>(m, body, peer));
         return;
       }
       case msg::define_stage: {
@@ -484,8 +481,7 @@ struct worker_service::impl final : transport::node_handler {
         return;
       }
       case msg::block_missing: {
-        auto r = decode<block_reply_msg>(m, body, peer);
-        fail_fetch(r.request, "worker " + peer + " does not have the block: " + r.message);
+        fetcher->on_missing(decode<block_reply_msg>(m, body, peer), peer);
         return;
       }
       default:
@@ -504,12 +500,17 @@ struct worker_service::impl final : transport::node_handler {
       throw invalid_input("unexpected table message '" + std::string(to_string(m)) + "' from " +
                           peer);
     }
-    auto r = decode<block_reply_msg>(m, header, peer);
-    auto owner = std::make_shared<const table>(std::move(rows));
+    fetcher->on_block(decode<block_reply_msg>(m, header, peer), std::move(rows));
+  }
+
+  // block_fetcher's verdict on one remote input.
+  void input_arrived(std::uint64_t ticket, std::optional<table> rows, const std::string& why) {
+    if (!rows) return fail_inputs(ticket, why);
+    auto owner = std::make_shared<const table>(std::move(*rows));
     std::shared_ptr<task_state> complete;
     {
       std::lock_guard lock(mutex);
-      auto it = fetches.find(r.request);
+      auto it = fetches.find(ticket);
       if (it == fetches.end()) return;  // the task failed or was cancelled meanwhile
       auto f = std::move(it->second);
       fetches.erase(it);
@@ -527,7 +528,6 @@ struct worker_service::impl final : transport::node_handler {
   }
 
   void on_disconnected(connection_id id, const std::string& reason) override {
-    std::vector<std::uint64_t> lost;
     {
       std::lock_guard lock(mutex);
       if (id == scheduler) {
@@ -537,23 +537,16 @@ struct worker_service::impl final : transport::node_handler {
         cv.notify_all();
         return;
       }
-      auto p = peer_of_connection.find(id);
-      if (p == peer_of_connection.end()) return;
-      int worker = p->second;
-      peer_of_connection.erase(p);
-      peer_connections.erase(worker);
-      for (auto& [request, f] : fetches)
-        if (f.peer == worker) lost.push_back(request);
     }
-    for (auto r : lost)
-      fail_fetch(r, "lost the connection to the worker holding the block: " + reason);
+    (void)fetcher->on_disconnected(id, reason);
   }
 
   // ---- gathering inputs -----------------------------------------------------------------------
 
   void accept_task(run_task_msg m) {
     auto t = std::make_shared<task_state>();
-    std::vector<std::pair<int, std::uint64_t>> to_send;  // (peer, request) ready to go
+    // (ticket, block, holder): fetched once the task is registered.
+    std::vector<std::tuple<std::uint64_t, block_fetcher::block_id, int>> to_send;
     std::string problem;
     {
       std::lock_guard lock(mutex);
@@ -588,18 +581,18 @@ struct worker_service::impl final : transport::node_handler {
               blocks[map] = std::move(*b);
               continue;
             }
-            auto request = next_request++;
-            fetches[request] =
-                fetch_state{t,      stage,  static_cast<int>(map),
-                            reduce, holder, clock_type::now() + options.fetch_timeout};
+            auto ticket = next_request++;
+            fetches[ticket] = input_in_flight{t, stage, static_cast<int>(map), reduce};
             ++t->outstanding;
-            to_send.emplace_back(holder, request);
+            to_send.emplace_back(
+                ticket, block_fetcher::block_id{m.job, stage, static_cast<int>(map), reduce},
+                holder);
           }
           if (!problem.empty()) break;
         }
         if (!problem.empty()) {
           t->failed = true;
-          for (auto& [peer, request] : to_send) fetches.erase(request);
+          for (auto& [ticket, id, holder] : to_send) fetches.erase(ticket);
           to_send.clear();
         } else if (t->outstanding > 0) {
           t->fetch_start = clock_type::now();
@@ -616,7 +609,7 @@ struct worker_service::impl final : transport::node_handler {
       make_ready(std::move(t));
       return;
     }
-    for (auto& [peer, request] : to_send) request_block(peer, request);
+    for (auto& [ticket, id, holder] : to_send) fetcher->fetch(ticket, id, holder);
   }
 
   void make_ready(std::shared_ptr<task_state> t) {
@@ -631,84 +624,14 @@ struct worker_service::impl final : transport::node_handler {
     cv.notify_all();
   }
 
-  void request_block(int peer, std::uint64_t request) {
-    connection_id conn = 0;
-    fetch_block_msg f;
-    {
-      std::lock_guard lock(mutex);
-      auto it = fetches.find(request);
-      if (it == fetches.end()) return;
-      f.request = request;
-      f.job = it->second.task->msg.job;
-      f.stage = it->second.stage;
-      f.map_partition = it->second.map;
-      f.reduce_partition = it->second.reduce;
-      auto c = peer_connections.find(peer);
-      if (c == peer_connections.end()) {
-        waiting_for_peer[peer].push_back(request);
-        if (connecting.insert(peer).second) {
-          connect_queue.push_back(peer);
-          cv.notify_all();
-        }
-        return;
-      }
-      conn = c->second;
-    }
-    if (!net->send(conn, static_cast<std::uint16_t>(msg::fetch_block), encode(f)))
-      fail_fetch(request, "the connection to worker " + std::to_string(peer) + " is closed");
-  }
-
-  // Connecting blocks (the handshake), so it happens here rather than on the progress thread.
-  void connect_peers() noexcept {
-    for (;;) {
-      int peer;
-      transport::host_port where;
-      {
-        std::unique_lock lock(mutex);
-        while (!stopping && connect_queue.empty()) cv.wait_for(lock, poll_interval);
-        if (stopping) return;
-        peer = connect_queue.front();
-        connect_queue.pop_front();
-        auto a = peer_addresses.find(peer);
-        if (a != peer_addresses.end()) where = a->second;
-      }
-      std::string problem;
-      connection_id conn = 0;
-      if (where.host.empty()) {
-        problem = "worker " + std::to_string(peer) + " is not in the peer list";
-      } else {
-        try {
-          conn = net->connect(where.host, where.port);
-        } catch (const std::exception& e) {
-          problem = e.what();
-        }
-      }
-      std::vector<std::uint64_t> requests;
-      {
-        std::lock_guard lock(mutex);
-        connecting.erase(peer);
-        requests = std::move(waiting_for_peer[peer]);
-        waiting_for_peer.erase(peer);
-        if (problem.empty()) {
-          peer_connections[peer] = conn;
-          peer_of_connection[conn] = peer;
-        }
-      }
-      for (auto r : requests) {
-        if (problem.empty()) {
-          request_block(peer, r);
-        } else {
-          fail_fetch(r, "cannot reach worker " + std::to_string(peer) + ": " + problem);
-        }
-      }
-    }
-  }
-
-  void fail_fetch(std::uint64_t request, const std::string& why) {
+  // A task cannot get one of its inputs: it fails (the scheduler runs it again once the input
+  // exists), and its other fetches are called off.
+  void fail_inputs(std::uint64_t ticket, const std::string& why) {
     std::shared_ptr<task_state> t;
+    std::vector<std::uint64_t> others;
     {
       std::lock_guard lock(mutex);
-      auto it = fetches.find(request);
+      auto it = fetches.find(ticket);
       if (it == fetches.end()) return;
       t = it->second.task;
       fetches.erase(it);
@@ -719,9 +642,15 @@ struct worker_service::impl final : transport::node_handler {
         --waiting;
       }
       for (auto f = fetches.begin(); f != fetches.end();) {
-        f = f->second.task == t ? fetches.erase(f) : std::next(f);
+        if (f->second.task != t) {
+          ++f;
+          continue;
+        }
+        others.push_back(f->first);
+        f = fetches.erase(f);
       }
     }
+    fetcher->cancel(others);
     logger().warn("{}: task (job {}, stage {}, partition {}) cannot get its input: {}",
                   options.name, t->msg.job, t->msg.stage, t->msg.partition, why);
     send_failure(t->msg, error_kind::transport_error, why, true);
@@ -764,8 +693,16 @@ struct worker_service::impl final : transport::node_handler {
       it->second->cancelled = r.cancel || it->second->cancelled;
       if (r.cancel) {
         std::erase_if(ready, [&](const auto& t) { return t->msg.job == r.job; });
-        for (auto f = fetches.begin(); f != fetches.end();)
-          f = f->second.task->msg.job == r.job ? fetches.erase(f) : std::next(f);
+        std::vector<std::uint64_t> called_off;
+        for (auto f = fetches.begin(); f != fetches.end();) {
+          if (f->second.task->msg.job != r.job) {
+            ++f;
+            continue;
+          }
+          called_off.push_back(f->first);
+          f = fetches.erase(f);
+        }
+        fetcher->cancel(called_off);
       }
       jobs.erase(it);
     } else {
@@ -779,7 +716,6 @@ struct worker_service::impl final : transport::node_handler {
   void housekeeping() noexcept {
     auto next_beat = clock_type::now();
     for (;;) {
-      std::vector<std::uint64_t> expired;
       heartbeat_msg beat;
       connection_id to = 0;
       {
@@ -787,8 +723,6 @@ struct worker_service::impl final : transport::node_handler {
         cv.wait_for(lock, std::chrono::milliseconds(20));
         if (stopping || scheduler_lost) return;
         auto now = clock_type::now();
-        for (auto& [request, f] : fetches)
-          if (now > f.deadline) expired.push_back(request);
         if (now >= next_beat) {
           next_beat = now + std::chrono::milliseconds(heartbeat_ms);
           beat.running = running;
@@ -803,9 +737,7 @@ struct worker_service::impl final : transport::node_handler {
           to = scheduler;
         }
       }
-      for (auto r : expired)
-        fail_fetch(r, "the block did not arrive within " +
-                          std::to_string(options.fetch_timeout.count()) + " ms");
+      fetcher->expire();
       if (to != 0) net->send(to, static_cast<std::uint16_t>(msg::heartbeat), encode(beat));
     }
   }
