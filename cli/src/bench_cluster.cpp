@@ -97,6 +97,14 @@ double perftest_bandwidth(const std::string& tls, std::size_t size, std::string&
   auto dir =
       std::filesystem::temp_directory_path() / ("ember-perftest-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
+  // Removed after the processes below are gone (declared first, destroyed last).
+  struct remove_dir {
+    std::filesystem::path path;
+    ~remove_dir() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+  } cleanup{dir};
   auto port = std::to_string(20000 + ::getpid() % 20000);
   std::vector<std::string> env = {"UCX_TLS=" + tls, "UCX_NET_DEVICES=lo"};
   auto iterations = std::to_string(std::max<std::size_t>(50, (std::size_t{2} << 30) / size));
