@@ -30,7 +30,8 @@ int run_cli(int argc, char** argv) {
   // ember run JOB
   cli::run_options run;
   std::string run_rows, run_scale, run_backend = "auto", run_memory;
-  auto* run_cmd = app.add_subcommand("run", "Run a built-in job (embedded local cluster unless --scheduler)");
+  auto* run_cmd =
+      app.add_subcommand("run", "Run a built-in job (embedded local cluster unless --scheduler)");
   run_cmd->add_option("job", run.job, "wordcount, groupby, join, sort or enrich")->required();
   run_cmd->add_option("--input", run.inputs, "Input text files (wordcount)");
   run_cmd->add_option("--top", run.top, "Keep only the first N result rows (0: all)");
@@ -52,7 +53,8 @@ int run_cli(int argc, char** argv) {
   scheduler_service_options sched;
   std::string sched_token_file;
   auto* sched_cmd = app.add_subcommand("scheduler", "Run the cluster's scheduler");
-  sched_cmd->add_option("--listen", sched.listen, "HOST:PORT to listen on (default 127.0.0.1:4242)");
+  sched_cmd->add_option("--listen", sched.listen,
+                        "HOST:PORT to listen on (default 127.0.0.1:4242)");
   sched_cmd->add_option("--data", sched.data_dir, "Folder for the scheduler's state")->required();
   sched_cmd->add_option("--token-file", sched_token_file,
                         "File holding the cluster token (required off loopback)");
@@ -60,7 +62,8 @@ int run_cli(int argc, char** argv) {
                       "Let UCX use shared memory to processes on this host");
   int heartbeat_ms = 250;
   sched_cmd->add_option("--heartbeat-ms", heartbeat_ms, "Workers' heartbeat interval");
-  sched_cmd->add_option("--max-attempts", sched.max_attempts, "Runs of a task before its job fails");
+  sched_cmd->add_option("--max-attempts", sched.max_attempts,
+                        "Runs of a task before its job fails");
 
   // ember worker
   worker_service_options worker;
@@ -72,11 +75,15 @@ int run_cli(int argc, char** argv) {
   worker_cmd->add_option("--listen", worker.listen,
                          "HOST[:PORT] where peers fetch blocks (default: the address that "
                          "reaches the scheduler)");
-  worker_cmd->add_option("--device-memory-limit", worker_memory, "Budget of each task slot's device tier");
+  worker_cmd->add_option("--device-memory-limit", worker_memory,
+                         "Budget of each task slot's device tier");
   worker_cmd->add_option("--slots", worker.task_slots, "Tasks run at once (default 2)");
   worker_cmd->add_option("--cpu-threads", worker.cpu_threads, "OpenMP threads per CPU task slot");
   worker_cmd->add_option("--token-file", worker_token_file, "File holding the cluster token");
   worker_cmd->add_option("--name", worker.name, "Name in logs and `ember status`");
+  std::int64_t reconnect_ms = 30'000;
+  worker_cmd->add_option("--reconnect-timeout-ms", reconnect_ms,
+                         "How long to wait for a restarted scheduler (0: exit at once)");
   worker_cmd->add_flag("--shared-memory", worker.shared_memory,
                        "Let UCX use shared memory to processes on this host");
 
@@ -159,6 +166,8 @@ int run_cli(int argc, char** argv) {
     if (!worker_memory.empty())
       worker.device_memory_limit = cli::parse_size(worker_memory, "--device-memory-limit");
     if (!worker_token_file.empty()) worker.token = cli::read_token_file(worker_token_file);
+    EMBER_EXPECTS(reconnect_ms >= 0, invalid_input, "--reconnect-timeout-ms: negative");
+    worker.reconnect_timeout = std::chrono::milliseconds(reconnect_ms);
     return cli::run_worker_command(worker);
   }
   if (*status_cmd) return cli::run_status_command(status_cluster, status_json);

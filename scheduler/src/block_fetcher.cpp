@@ -29,6 +29,18 @@ void block_fetcher::set_peers(const peers_msg& peers) {
   for (const auto& p : peers.peers) _addresses[p.worker_id] = {p.host, p.port};
 }
 
+void block_fetcher::forget_peers() {
+  std::vector<transport::connection_id> open;
+  {
+    std::lock_guard lock(_mutex);
+    _addresses.clear();
+    for (const auto& [worker, conn] : _connections) open.push_back(conn);
+    _connections.clear();
+    _peer_of.clear();
+  }
+  for (auto c : open) _net.close(c);
+}
+
 void block_fetcher::fetch(std::uint64_t ticket, const block_id& id, int holder) {
   {
     std::lock_guard lock(_mutex);

@@ -214,7 +214,7 @@ struct worker_service::impl final : transport::node_handler {
           input_arrived(ticket, std::move(rows), why);
         },
         options.name);
-    connect_to_scheduler(sched);
+    connect_to_scheduler(sched, o.connect_timeout);
     housekeeper = std::thread([this] { housekeeping(); });
     nccl_thread = std::thread([this] { run_nccl_exchanges(); });
   }
@@ -250,8 +250,14 @@ struct worker_service::impl final : transport::node_handler {
         slots.front()->ctx->description() + " x" + std::to_string(slots.size()) + " task slots";
   }
 
-  void connect_to_scheduler(const transport::host_port& sched) {
-    auto deadline = clock_type::now() + options.connect_timeout;
+  // Connects and registers, retrying until `patience` runs out (a refusal is final).
+  void connect_to_scheduler(const transport::host_port& sched, std::chrono::milliseconds patience) {
+    {
+      std::lock_guard lock(mutex);
+      worker_id = -1;
+      scheduler_lost = false;
+    }
+    auto deadline = clock_type::now() + patience;
     for (int attempt = 0;; ++attempt) {
       try {
         auto id = net->connect(sched.host, sched.port);
@@ -721,9 +727,9 @@ struct worker_service::impl final : transport::node_handler {
       {
         std::unique_lock lock(mutex);
         cv.wait_for(lock, std::chrono::milliseconds(20));
-        if (stopping || scheduler_lost) return;
+        if (stopping) return;
         auto now = clock_type::now();
-        if (now >= next_beat) {
+        if (now >= next_beat && !scheduler_lost && worker_id >= 0) {
           next_beat = now + std::chrono::milliseconds(heartbeat_ms);
           beat.running = running;
           beat.queued = static_cast<std::int32_t>(ready.size()) + waiting;
@@ -740,6 +746,24 @@ struct worker_service::impl final : transport::node_handler {
       fetcher->expire();
       if (to != 0) net->send(to, static_cast<std::uint16_t>(msg::heartbeat), encode(beat));
     }
+  }
+
+  // After the scheduler went away: everything it had handed out is void (a new scheduler knows
+  // nothing of it, and numbers workers anew, so peer connections by id are forgotten too).
+  void forget_the_old_scheduler() {
+    std::vector<std::uint64_t> called_off;
+    {
+      std::lock_guard lock(mutex);
+      for (auto& [id, job] : jobs) job->cancelled = true;
+      jobs.clear();
+      ready.clear();
+      nccl_queue.clear();
+      for (auto& [ticket, f] : fetches) called_off.push_back(ticket);
+      fetches.clear();
+      waiting = 0;
+    }
+    fetcher->cancel(called_off);
+    fetcher->forget_peers();
   }
 
   // ---- NCCL exchanges -------------------------------------------------------------------------
@@ -783,10 +807,27 @@ worker_service::worker_service(const worker_service_options& options)
 worker_service::~worker_service() { stop(); }
 
 bool worker_service::run(std::stop_token stop) {
-  std::unique_lock lock(_impl->mutex);
-  while (!stop.stop_requested() && !_impl->scheduler_lost && !_impl->stopping)
-    _impl->cv.wait_for(lock, poll_interval);
-  return !_impl->scheduler_lost;
+  auto& s = *_impl;
+  auto where = transport::parse_host_port(s.options.scheduler);
+  for (;;) {
+    {
+      std::unique_lock lock(s.mutex);
+      while (!stop.stop_requested() && !s.scheduler_lost && !s.stopping)
+        s.cv.wait_for(lock, poll_interval);
+      if (stop.stop_requested() || s.stopping) return true;
+    }
+    if (s.options.reconnect_timeout.count() <= 0) return false;
+    // A restarted scheduler (same address) takes this worker back as a new member.
+    s.forget_the_old_scheduler();
+    logger().info("{}: reconnecting to the scheduler at {} (for up to {} ms)", s.options.name,
+                  s.options.scheduler, s.options.reconnect_timeout.count());
+    try {
+      s.connect_to_scheduler(where, s.options.reconnect_timeout);
+    } catch (const std::exception& e) {
+      logger().error("{}: gave up on the scheduler: {}", s.options.name, e.what());
+      return false;
+    }
+  }
 }
 
 void worker_service::stop() noexcept {

@@ -56,19 +56,21 @@ class local_cluster {
     if (!spec.token.empty()) {
       std::ofstream(token_file()) << spec.token << "\n";
     }
-    std::vector<std::string> sched = {ember_executable().string(),
-                                      "scheduler",
-                                      "--listen",
-                                      spec.listen_host + ":0",
-                                      "--data",
-                                      (_dir.path() / "data").string(),
-                                      "--heartbeat-ms",
-                                      std::to_string(spec.heartbeat_ms)};
-    add_common(sched);
+    auto sched = scheduler_argv(spec.listen_host + ":0");
     _scheduler =
         std::make_unique<child_process>(wrapped(0, sched), _dir.path() / "scheduler", spec.env);
     address = _scheduler->wait_for_output("listening on (\\S+)", std::chrono::seconds(30));
     for (int i = 0; i < spec.workers; ++i) start_worker();
+  }
+
+  /// Kills the scheduler (SIGKILL) and starts a new one on the same address and data folder.
+  void restart_scheduler() {
+    _scheduler->signal(SIGKILL);
+    (void)_scheduler->wait_exit(std::chrono::seconds(10));
+    auto sched = scheduler_argv(address);
+    _scheduler = std::make_unique<child_process>(
+        wrapped(0, sched), _dir.path() / ("scheduler." + std::to_string(++_restarts)), _spec.env);
+    _scheduler->wait_for_output("listening on (\\S+)", std::chrono::seconds(30));
   }
 
   /// Starts one more worker (waits until it has registered).
@@ -106,6 +108,18 @@ class local_cluster {
   std::string address;
 
  private:
+  std::vector<std::string> scheduler_argv(const std::string& listen) const {
+    std::vector<std::string> sched = {ember_executable().string(),
+                                      "scheduler",
+                                      "--listen",
+                                      listen,
+                                      "--data",
+                                      (_dir.path() / "data").string(),
+                                      "--heartbeat-ms",
+                                      std::to_string(_spec.heartbeat_ms)};
+    add_common(sched);
+    return sched;
+  }
   void add_common(std::vector<std::string>& argv) const {
     if (!_spec.token.empty()) {
       argv.push_back("--token-file");
@@ -124,6 +138,7 @@ class local_cluster {
   cluster_spec _spec;
   std::unique_ptr<child_process> _scheduler;
   std::vector<std::unique_ptr<child_process>> _workers;
+  int _restarts = 0;
 };
 
 }  // namespace ember::test

@@ -259,7 +259,7 @@ TEST_F(cluster_test, WrongTokenIsRefusedAndOffLoopbackNeedsAToken) {
   EXPECT_NE(open.err().find("--token-file"), std::string::npos) << open.err();
 }
 
-TEST_F(cluster_test, APausedWorkerIsDeclaredDeadAndLeavesWhenItWakes) {
+TEST_F(cluster_test, APausedWorkerIsDeclaredDeadAndRejoinsWhenItWakes) {
   cluster_spec spec;
   spec.env = loopback_env;
   local_cluster cluster(spec);
@@ -271,16 +271,38 @@ TEST_F(cluster_test, APausedWorkerIsDeclaredDeadAndLeavesWhenItWakes) {
     std::this_thread::sleep_for(50ms);
   EXPECT_EQ(c.num_workers(), 2);
   expect_same(run_job(c, "join", options_for("join")).result, embedded_result("join", 2));
-  // Woken up, it finds the scheduler has closed its connection, and exits with status 3.
+  // Woken up, it finds the scheduler has closed its connection, and joins again as a new member.
   cluster.worker(2).signal(SIGCONT);
-  auto code = cluster.worker(2).wait_exit(15s);
-  ASSERT_TRUE(code.has_value()) << cluster.logs();
-  EXPECT_EQ(*code, 3);
+  deadline = std::chrono::steady_clock::now() + 15s;
+  while (c.num_workers() < 3 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(50ms);
+  ASSERT_EQ(c.num_workers(), 3) << cluster.logs();
+  expect_same(run_job(c, "join", options_for("join")).result, embedded_result("join", 3));
+}
+
+TEST_F(cluster_test, WorkersRejoinARestartedScheduler) {
+  cluster_spec spec;
+  spec.env = loopback_env;
+  local_cluster cluster(spec);
+  {
+    auto c = client::connect(cluster.address);
+    expect_same(run_job(c, "sort", options_for("sort")).result, embedded_result("sort", 3));
+  }
+  cluster.restart_scheduler();
+  auto c = client::connect(cluster.address);
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (c.num_workers() < 3 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(50ms);
+  ASSERT_EQ(c.num_workers(), 3) << cluster.logs();
+  for (std::size_t i = 0; i < 3; ++i)
+    EXPECT_FALSE(cluster.worker(i).wait_exit(0ms).has_value()) << cluster.logs();
+  expect_same(run_job(c, "groupby", options_for("groupby")).result, embedded_result("groupby", 3));
 }
 
 TEST_F(cluster_test, SigtermStopsAWorkerAndTheSchedulerCleanly) {
   cluster_spec spec;
   spec.env = loopback_env;
+  spec.worker_args = {"--reconnect-timeout-ms", "1000"};
   local_cluster cluster(spec);
   auto c = client::connect(cluster.address);
   expect_same(run_job(c, "groupby", options_for("groupby")).result, embedded_result("groupby", 3));
@@ -296,7 +318,8 @@ TEST_F(cluster_test, SigtermStopsAWorkerAndTheSchedulerCleanly) {
   code = cluster.scheduler().wait_exit(15s);
   ASSERT_TRUE(code.has_value()) << cluster.logs();
   EXPECT_EQ(*code, 0) << cluster.logs();
-  // The remaining workers lose their scheduler and leave with status 3.
+  // The remaining workers lose their scheduler, wait a second for it to come back, and leave
+  // with status 3.
   for (std::size_t i = 1; i < 3; ++i) {
     code = cluster.worker(i).wait_exit(15s);
     ASSERT_TRUE(code.has_value()) << cluster.logs();

@@ -141,6 +141,10 @@ struct node::impl {
   static constexpr std::size_t max_transfers_per_connection = 4096;
 
   impl(node_options o, node_handler& h) : options(std::move(o)), handler(h) {
+    // A restarted service must bind its old port again at once, with connections of its previous
+    // life still in TIME_WAIT: UCX's tcp listener sets SO_REUSEADDR only when asked, and only
+    // through the environment (ucp_config_modify refuses the key). A user's own setting wins.
+    ::setenv("UCX_TCP_CM_REUSEADDR", "y", 0);
     ucp_config_t* config = nullptr;
     check(ucp_config_read(nullptr, nullptr, &config), "cannot read the UCX configuration");
     if (!options.shared_memory) {

@@ -59,6 +59,10 @@ class block_fetcher {
   /// A connection closed; fetches waiting on it fail. False when it was not a peer connection.
   bool on_disconnected(transport::connection_id id, const std::string& reason);
 
+  /// Forgets the peer list and closes the connections to peers (a new scheduler numbers the
+  /// workers anew). Pending fetches fail as their connections close.
+  void forget_peers();
+
   /// Fails the fetches past their deadline (call it periodically).
   void expire();
   /// Stops the connecting thread; pending fetches are dropped without `done`. Idempotent.

@@ -47,6 +47,9 @@ struct worker_service_options {
   std::chrono::milliseconds connect_timeout{30'000};
   /// One block fetch from a peer, from request to arrival.
   std::chrono::milliseconds fetch_timeout{60'000};
+  /// When the scheduler goes away, how long to keep trying to rejoin one at the same address (a
+  /// restarted scheduler); the worker's tasks and blocks are dropped meanwhile. 0: stop at once.
+  std::chrono::milliseconds reconnect_timeout{30'000};
 };
 
 class worker_service {
@@ -60,8 +63,8 @@ class worker_service {
   worker_service(const worker_service&) = delete;
   worker_service& operator=(const worker_service&) = delete;
 
-  /// Serves until `stop` is requested or the scheduler goes away. Returns true for a requested
-  /// stop, false when the scheduler connection was lost.
+  /// Serves until `stop` is requested or the scheduler is gone for good (not back within
+  /// reconnect_timeout). Returns true for a requested stop, false when the scheduler was lost.
   bool run(std::stop_token stop);
   /// Stops serving: drops queued tasks, lets running ones finish, closes connections. Never
   /// throws; idempotent.
