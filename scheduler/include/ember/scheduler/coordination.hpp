@@ -1,0 +1,120 @@
+#pragma once
+// The state behind the scheduler's coordination services (groundwork: not yet reachable from
+// clients): locks and semaphores that hand out fencing tokens, and a versioned key/value store,
+// made durable by a write-ahead log.
+//
+// Locks. acquire() grants a lease of `ttl` with a fencing token, a number that only grows per
+// lock name, across restarts too; or queues the caller (first in, first out). A lease lives while
+// its holder renews it; release() or expiry hands the lock to the next waiter with a larger
+// token. A lock with `permits` > 1 is a semaphore. Leases themselves are not durable: after a
+// restart nobody holds anything, and the next holder's token is still larger than any before.
+//
+// Fencing. A write that a lock protects carries the holder's token; accept_token() rejects a
+// token older than the newest one seen for that lock, so a holder that paused past its lease
+// cannot overwrite the work of the one after it.
+//
+// Key/value. Every write bumps the key's version; compare_and_set() and erase() can require the
+// version the caller read.
+//
+// Time is passed in (`now`), so tests drive it. Not thread-safe: the scheduler's event loop owns
+// it.
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace ember {
+
+using fencing_token = std::uint64_t;
+
+struct lock_grant {
+  std::string name;
+  std::string owner;
+  fencing_token token = 0;
+  std::chrono::steady_clock::time_point expires;
+};
+
+struct kv_entry {
+  std::vector<std::uint8_t> value;
+  std::uint64_t version = 0;
+};
+
+class write_ahead_log;
+
+class coordination_state {
+ public:
+  using time_point = std::chrono::steady_clock::time_point;
+
+  /// In memory only (tests, the embedded cluster).
+  coordination_state();
+  /// Durable under `dir`: replays the log there (snapshot, then records) and appends every
+  /// change that must survive a restart (tokens issued and seen, key/value writes) before it
+  /// takes effect. Throws what write_ahead_log::open throws.
+  explicit coordination_state(const std::filesystem::path& dir);
+  ~coordination_state();
+  coordination_state(const coordination_state&) = delete;
+  coordination_state& operator=(const coordination_state&) = delete;
+
+  // ---- locks ------------------------------------------------------------------------------
+  /// Grants `owner` a lease on `name` (one of `permits` at once) until now + ttl, or queues it
+  /// behind earlier waiters and returns std::nullopt. Asking again while holding renews.
+  /// Throws ember::invalid_input for an empty name or owner, permits < 1, a ttl <= 0, or permits
+  /// that disagree with the lock's.
+  std::optional<lock_grant> acquire(const std::string& name, const std::string& owner, int permits,
+                                    std::chrono::milliseconds ttl, time_point now);
+  /// Extends `owner`'s lease by its ttl from now. False when it holds none (it expired).
+  bool renew(const std::string& name, const std::string& owner, time_point now);
+  /// Gives up `owner`'s lease, or its place in the queue; returns the leases granted to waiters
+  /// as a result. Throws ember::invalid_input when `owner` neither holds nor waits for `name`.
+  std::vector<lock_grant> release(const std::string& name, const std::string& owner,
+                                  time_point now);
+  /// Ends the leases past their expiry; returns the leases granted to waiters as a result.
+  std::vector<lock_grant> expire(time_point now);
+  /// The current holders of `name`.
+  [[nodiscard]] std::vector<lock_grant> holders(const std::string& name) const;
+
+  /// A write protected by lock `name` presents `token`: accepted when no newer token was issued
+  /// for the lock nor seen by an accepted write. Throws ember::invalid_input naming both tokens
+  /// otherwise, or for a lock that never issued `token`.
+  void accept_token(const std::string& name, fencing_token token);
+  /// The newest token issued for `name` (0: none yet).
+  [[nodiscard]] fencing_token newest_token(const std::string& name) const;
+
+  // ---- key/value ----------------------------------------------------------------------------
+  [[nodiscard]] std::optional<kv_entry> get(const std::string& key) const;
+  /// Writes `value` and returns the new version.
+  std::uint64_t set(const std::string& key, std::span<const std::uint8_t> value);
+  /// Writes when the key is at `expected_version` (0: absent); the new version, or std::nullopt.
+  std::optional<std::uint64_t> compare_and_set(const std::string& key,
+                                               std::uint64_t expected_version,
+                                               std::span<const std::uint8_t> value);
+  /// Removes the key (when at `expected_version`, if given). False when it did not.
+  bool erase(const std::string& key, std::optional<std::uint64_t> expected_version = {});
+  /// Keys that start with `prefix`, in order.
+  [[nodiscard]] std::vector<std::string> keys(const std::string& prefix = {}) const;
+
+  /// Writes a snapshot of the durable state and trims the log (durable states only; a no-op
+  /// otherwise).
+  void checkpoint();
+
+ private:
+  struct lock_state;
+  struct durable;
+  void apply(std::span<const std::uint8_t> record);
+  void log_and_apply(std::vector<std::uint8_t> record);
+  std::vector<lock_grant> grant_waiters(lock_state& lock, const std::string& name, time_point now);
+  std::vector<std::uint8_t> snapshot_bytes() const;
+  void restore(std::span<const std::uint8_t> bytes);
+
+  std::map<std::string, std::unique_ptr<lock_state>> _locks;
+  std::map<std::string, fencing_token> _tokens;  // newest issued or accepted, per lock
+  std::map<std::string, kv_entry> _kv;
+  std::unique_ptr<write_ahead_log> _log;
+};
+
+}  // namespace ember
