@@ -31,6 +31,9 @@ using clock_type = std::chrono::steady_clock;
 using transport::connection_id;
 using namespace detail;
 
+// How long a dead worker is still listed by `ember status`.
+constexpr auto dead_worker_retention = std::chrono::minutes(5);
+
 double seconds_between(clock_type::time_point a, clock_type::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
@@ -65,6 +68,7 @@ struct worker_rec {
   clock_type::time_point last_heartbeat;
   heartbeat_msg last;
   int assigned = 0;
+  clock_type::time_point died{};  // when it was declared dead
 };
 
 enum class task_state { pending, running, done };
@@ -387,6 +391,11 @@ struct scheduler_service::impl final : transport::node_handler {
       net->close(workers.at(id).conn);
       worker_died(id, "no heartbeat for " + std::to_string(ms.count()) + " ms");
     }
+    // Dead workers stay in `ember status` for a while, then go: workers that rejoin come back
+    // under new ids, so the list would otherwise only grow.
+    std::erase_if(workers, [&](const auto& w) {
+      return !w.second.alive && now - w.second.died > dead_worker_retention;
+    });
   }
 
   void worker_died(int id, const std::string& reason) {
@@ -394,6 +403,7 @@ struct scheduler_service::impl final : transport::node_handler {
     if (!w.alive) return;
     w.alive = false;
     w.assigned = 0;
+    w.died = clock_type::now();
     worker_of.erase(w.conn);
     logger().warn("scheduler: worker {} ({}) is dead: {}", id, w.info.name, reason);
     std::vector<std::uint64_t> ids;
