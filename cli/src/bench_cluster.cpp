@@ -27,10 +27,6 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-double seconds_since(clock_type::time_point t0) {
-  return std::chrono::duration<double>(clock_type::now() - t0).count();
-}
-
 // UCX stays on loopback: otherwise it may open lanes on other interfaces for 127.0.0.1.
 const std::vector<std::string> loopback_env = {"UCX_NET_DEVICES=lo",
                                                "UCX_SOCKADDR_TLS_PRIORITY=tcp"};

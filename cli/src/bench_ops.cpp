@@ -155,10 +155,6 @@ std::vector<workload> make_workloads(size_type rows) {
   return w;
 }
 
-double seconds_since(clock_type::time_point t0) {
-  return std::chrono::duration<double>(clock_type::now() - t0).count();
-}
-
 /// The single-threaded memcpy (or device copy) of `bytes`: the ceiling that every figure is
 /// quoted against.
 double copy_seconds(context& ctx, size_type bytes) {

@@ -8,6 +8,7 @@
 // Dybvig) on small fixed-size big integers, and parsed with Clinger's fast path plus an exact
 // big-integer correction step. Both are exact, and slower than Ryu or Eisel-Lemire, which need
 // large tables of powers; casting floats to and from text is not a hot path.
+#include <cstddef>
 #include <cstdint>
 #include <ember/host/column_device_view.hpp>
 
@@ -126,34 +127,21 @@ EMBER_HD inline int bit_length(std::uint64_t v) {
   return n;
 }
 
-EMBER_HD inline std::uint64_t double_to_bits(double v) {
-  std::uint64_t bits = 0;
+/// The bytes of `v` read as a To of the same size (std::bit_cast, which this C++17 device code
+/// lacks).
+template <class To, class From>
+EMBER_HD inline To bit_copy(From v) {
+  static_assert(sizeof(To) == sizeof(From), "bit_copy needs types of one size");
+  To out{};
   const auto* src = reinterpret_cast<const unsigned char*>(&v);
-  auto* dst = reinterpret_cast<unsigned char*>(&bits);
-  for (int i = 0; i < 8; ++i) dst[i] = src[i];
-  return bits;
+  auto* dst = reinterpret_cast<unsigned char*>(&out);
+  for (std::size_t i = 0; i < sizeof(From); ++i) dst[i] = src[i];
+  return out;
 }
-EMBER_HD inline double bits_to_double(std::uint64_t bits) {
-  double v = 0;
-  const auto* src = reinterpret_cast<const unsigned char*>(&bits);
-  auto* dst = reinterpret_cast<unsigned char*>(&v);
-  for (int i = 0; i < 8; ++i) dst[i] = src[i];
-  return v;
-}
-EMBER_HD inline std::uint32_t float_to_bits(float v) {
-  std::uint32_t bits = 0;
-  const auto* src = reinterpret_cast<const unsigned char*>(&v);
-  auto* dst = reinterpret_cast<unsigned char*>(&bits);
-  for (int i = 0; i < 4; ++i) dst[i] = src[i];
-  return bits;
-}
-EMBER_HD inline float bits_to_float(std::uint32_t bits) {
-  float v = 0;
-  const auto* src = reinterpret_cast<const unsigned char*>(&bits);
-  auto* dst = reinterpret_cast<unsigned char*>(&v);
-  for (int i = 0; i < 4; ++i) dst[i] = src[i];
-  return v;
-}
+EMBER_HD inline std::uint64_t double_to_bits(double v) { return bit_copy<std::uint64_t>(v); }
+EMBER_HD inline double bits_to_double(std::uint64_t bits) { return bit_copy<double>(bits); }
+EMBER_HD inline std::uint32_t float_to_bits(float v) { return bit_copy<std::uint32_t>(v); }
+EMBER_HD inline float bits_to_float(std::uint32_t bits) { return bit_copy<float>(bits); }
 
 /// The IEEE-754 binary layouts of float and double.
 struct float_format {

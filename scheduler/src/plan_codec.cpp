@@ -75,7 +75,8 @@ std::span<const std::uint8_t> unframe(std::span<const std::uint8_t> bytes, std::
     r.fail(std::to_string(r.remaining() - h.payload_bytes) + " trailing bytes after the payload");
   }
   auto payload = bytes.subspan(plan_header_bytes);
-  if (transport::fnv1a64(payload) != h.checksum) r.fail("checksum mismatch (the payload is corrupt)");
+  if (transport::fnv1a64(payload) != h.checksum)
+    r.fail("checksum mismatch (the payload is corrupt)");
   return payload;
 }
 
@@ -123,7 +124,6 @@ void put_expression(byte_writer& w, const expression& e) {
   }
   throw logic_error("put_expression: unknown expression kind");
 }
-
 
 void put_column(byte_writer& w, const std::string& name, const column_view& c) {
   EMBER_EXPECTS(c.kind() == memory_kind::host, invalid_input,
@@ -255,14 +255,6 @@ struct node_writer {
 
 // ---- reading --------------------------------------------------------------------------------
 
-template <class E>
-E get_enum(byte_reader& r, E last, const char* what) {
-  auto v = r.get<std::uint8_t>(what);
-  if (v > static_cast<std::uint8_t>(last))
-    r.fail(std::string("bad value ") + std::to_string(v) + " for " + what);
-  return static_cast<E>(v);
-}
-
 type_id get_type(byte_reader& r, const char* what) {
   auto v = r.get<std::uint8_t>(what);
   if (v >= type_count) r.fail(std::string("unknown type id ") + std::to_string(v) + " for " + what);
@@ -300,18 +292,18 @@ scalar get_scalar_value(byte_reader& r) {
 expression get_expression(byte_reader& r, int depth) {
   if (depth > max_expression_depth)
     r.fail("expression nested deeper than " + std::to_string(max_expression_depth));
-  auto k = get_enum(r, expression::kind::hash, "an expression kind");
+  auto k = r.get_enum(expression::kind::hash, "an expression kind");
   switch (k) {
     case expression::kind::column:
       return expression::col(r.get_string("a column name"));
     case expression::kind::literal:
       return expression::lit(get_scalar_value(r));
     case expression::kind::unary: {
-      auto op = get_enum(r, unary_op::is_not_null, "a unary operator");
+      auto op = r.get_enum(unary_op::is_not_null, "a unary operator");
       return expression::unary(op, get_expression(r, depth + 1));
     }
     case expression::kind::binary: {
-      auto op = get_enum(r, binary_op::logical_or, "a binary operator");
+      auto op = r.get_enum(binary_op::logical_or, "a binary operator");
       auto lhs = get_expression(r, depth + 1);
       auto rhs = get_expression(r, depth + 1);
       return expression::binary(op, std::move(lhs), std::move(rhs));
@@ -330,7 +322,6 @@ expression get_expression(byte_reader& r, int depth) {
   }
   r.fail("unknown expression kind");
 }
-
 
 buffer copy_in(std::span<const std::uint8_t> bytes) {
   buffer b(bytes.size(), default_host_resource());
@@ -441,7 +432,7 @@ class node_reader {
       case 3: {
         exchange_source n;
         n.stage = _r.get<std::int32_t>("an exchange's stage");
-        n.mode = get_enum(_r, exchange_mode::result, "an exchange mode");
+        n.mode = _r.get_enum(exchange_mode::result, "an exchange mode");
         n.partitions = partitions();
         n.columns.names = _r.get_strings("exchange column names");
         auto types = _r.get_count("exchange column types", 1);
@@ -479,7 +470,7 @@ class node_reader {
         auto count = _r.get_count("aggregations", 9);
         for (std::size_t i = 0; i < count; ++i) {
           aggregation a;
-          a.kind = get_enum(_r, aggregation_kind::count_distinct, "an aggregation kind");
+          a.kind = _r.get_enum(aggregation_kind::count_distinct, "an aggregation kind");
           a.column = _r.get_string("an aggregated column");
           a.output_name = _r.get_string("an aggregation's output name");
           n.aggregations.push_back(std::move(a));
@@ -511,8 +502,8 @@ class node_reader {
         n.right = input();
         n.left_keys = _r.get_strings("left join keys");
         n.right_keys = _r.get_strings("right join keys");
-        n.kind = get_enum(_r, join_kind::anti, "a join kind");
-        n.strategy = get_enum(_r, join_strategy::broadcast, "a join strategy");
+        n.kind = _r.get_enum(join_kind::anti, "a join kind");
+        n.strategy = _r.get_enum(join_strategy::broadcast, "a join strategy");
         return n;
       }
       case 12: {

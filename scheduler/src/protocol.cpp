@@ -27,13 +27,6 @@ std::vector<std::uint8_t> get_bytes(byte_reader& r, const char* what) {
   auto s = r.get_bytes(static_cast<std::size_t>(n), what);
   return {s.begin(), s.end()};
 }
-template <class E>
-E get_enum(byte_reader& r, E last, const char* what) {
-  auto v = r.get<std::uint8_t>(what);
-  if (v > static_cast<std::uint8_t>(last))
-    r.fail(std::string("bad value ") + std::to_string(v) + " for " + what);
-  return static_cast<E>(v);
-}
 void put_schema(byte_writer& w, const schema& s) {
   w.put_strings(s.names);
   w.put_count(s.types.size());
@@ -45,7 +38,7 @@ schema get_schema(byte_reader& r) {
   auto n = r.get_count("column types", 1);
   if (n != s.names.size()) r.fail("a schema with different numbers of names and types");
   for (std::size_t i = 0; i < n; ++i)
-    s.types.push_back(get_enum(r, static_cast<type_id>(type_count - 1), "column type"));
+    s.types.push_back(r.get_enum(static_cast<type_id>(type_count - 1), "column type"));
   return s;
 }
 void put_heartbeat(byte_writer& w, const heartbeat_msg& h) { h.encode(w); }
@@ -224,7 +217,7 @@ define_stage_msg define_stage_msg::decode(byte_reader& r) {
   m.body.body = decode_plan(get_bytes(r, "stage body"));
   m.body.partitions = r.get<std::int32_t>("partitions");
   if (m.body.partitions < 1) r.fail("a stage without partitions");
-  m.body.output.mode = get_enum(r, exchange_mode::result, "exchange mode");
+  m.body.output.mode = r.get_enum(exchange_mode::result, "exchange mode");
   m.body.output.keys = r.get_strings("exchange keys");
   m.body.output.partitions = r.get<std::int32_t>("exchange partitions");
   if (m.body.output.partitions < 1) r.fail("an exchange without partitions");
@@ -326,7 +319,7 @@ task_failed_msg task_failed_msg::decode(byte_reader& r) {
   m.stage = r.get<std::int32_t>("stage");
   m.partition = r.get<std::int32_t>("partition");
   m.attempt = r.get<std::int32_t>("attempt");
-  m.kind = get_enum(r, error_kind::cancelled, "error kind");
+  m.kind = r.get_enum(error_kind::cancelled, "error kind");
   m.message = r.get_string("message");
   m.input_lost = r.get_bool("input lost");
   return m;
@@ -436,7 +429,7 @@ submit_job_msg submit_job_msg::decode(byte_reader& r) {
   m.broadcast_limit_rows = r.get<std::int64_t>("broadcast limit");
   m.timeout_ms = r.get<std::int64_t>("timeout");
   if (m.broadcast_limit_rows < 0 || m.timeout_ms < 0) r.fail("negative limit");
-  m.exchange = get_enum(r, exchange_path::nccl, "exchange path");
+  m.exchange = r.get_enum(exchange_path::nccl, "exchange path");
   return m;
 }
 
@@ -518,7 +511,7 @@ void job_failed_msg::encode(byte_writer& w) const {
 job_failed_msg job_failed_msg::decode(byte_reader& r) {
   job_failed_msg m;
   m.request = r.get<std::uint64_t>("request");
-  m.kind = get_enum(r, error_kind::cancelled, "error kind");
+  m.kind = r.get_enum(error_kind::cancelled, "error kind");
   m.message = r.get_string("message");
   return m;
 }

@@ -66,10 +66,6 @@ struct input_in_flight {
 };
 
 // The bytes a table's buffers take on the wire.
-std::size_t body_bytes(const table_view& t) {
-  return transport::describe_table(t, nullptr).body_bytes;
-}
-
 class worker_io final : public task_io {
  public:
   /// `describe`: called for each block written to device memory when peers fetch device memory
@@ -524,7 +520,7 @@ struct worker_service::impl final : transport::node_handler {
       if (t.failed) return;
       t.inputs[{f.stage, f.reduce}][static_cast<std::size_t>(f.map)] =
           block{owner, owner->view(), -1, 0};
-      t.fetched_bytes += static_cast<std::int64_t>(body_bytes(owner->view()));
+      t.fetched_bytes += static_cast<std::int64_t>(transport::body_bytes(owner->view()));
       if (--t.outstanding == 0) {
         t.fetch_end = clock_type::now();
         complete = f.task;

@@ -222,6 +222,7 @@ TEST_F(node_test, TablesArriveIntactEagerRendezvousSlicedAndEmpty) {
   };
   for (std::size_t i = 0; i < cases.size(); ++i) {
     auto out = describe_table(cases[i].rows, cases[i].owner);
+    EXPECT_EQ(body_bytes(cases[i].rows), out.body_bytes) << "case " << i;
     ASSERT_TRUE(
         client->send_table(id, block, bytes_of("case " + std::to_string(i)), std::move(out)));
   }

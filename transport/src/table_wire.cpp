@@ -110,6 +110,21 @@ outgoing_table describe(const table_view& rows, std::shared_ptr<const void> owne
 
 }  // namespace
 
+std::size_t body_bytes(const table_view& rows) {
+  std::size_t total = 0;
+  for (const auto& col : rows.columns()) {
+    if (col.nullable()) total += mask_bytes(col.size());
+    if (col.type() == type_id::string) {
+      total += static_cast<std::size_t>(col.size() + 1) * sizeof(size_type);
+      if (col.offsets() != nullptr)
+        total += static_cast<std::size_t>(col.offsets()[col.size()] - col.offsets()[0]);
+    } else {
+      total += static_cast<std::size_t>(col.size() * size_of(col.type()));
+    }
+  }
+  return total;
+}
+
 outgoing_table describe_table(const table_view& rows, std::shared_ptr<const void> owner) {
   return describe(rows, std::move(owner), nullptr);
 }

@@ -95,6 +95,14 @@ class byte_reader {
     _pos += n;
     return s;
   }
+  /// An enum stored as a u8, checked to be at most `last`.
+  template <class E>
+  requires std::is_enum_v<E> E get_enum(E last, const char* what) {
+    auto v = get<std::uint8_t>(what);
+    if (v > static_cast<std::uint8_t>(last))
+      fail(std::string("bad value ") + std::to_string(v) + " for " + what);
+    return static_cast<E>(v);
+  }
   /// A list of strings written by put_strings.
   std::vector<std::string> get_strings(const char* what) {
     auto n = get_count(what, 4);

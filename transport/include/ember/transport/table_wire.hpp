@@ -50,6 +50,10 @@ struct outgoing_table {
 [[nodiscard]] outgoing_table describe_table(const table_view& rows,
                                             std::shared_ptr<const void> owner);
 
+/// The body bytes describe_table would send for a host table (null masks, offsets, values or
+/// characters), computed without describing it.
+[[nodiscard]] std::size_t body_bytes(const table_view& rows);
+
 /// describe_table for a table in `ctx`'s device memory, sent as it is to a CUDA-aware transport:
 /// string columns have their first and last offsets read through `ctx` (small synchronous
 /// copies), and a table whose null masks start mid-word is compacted on the device first
