@@ -64,6 +64,9 @@ int run_cli(int argc, char** argv) {
   sched_cmd->add_option("--heartbeat-ms", heartbeat_ms, "Workers' heartbeat interval");
   sched_cmd->add_option("--max-attempts", sched.max_attempts,
                         "Runs of a task before its job fails");
+  std::int64_t retention_ms = 300'000;
+  sched_cmd->add_option("--dead-worker-retention-ms", retention_ms,
+                        "How long `ember status` still lists a dead worker");
 
   // ember worker
   worker_service_options worker;
@@ -159,6 +162,8 @@ int run_cli(int argc, char** argv) {
     if (!sched_token_file.empty()) sched.token = cli::read_token_file(sched_token_file);
     EMBER_EXPECTS(heartbeat_ms > 0, invalid_input, "--heartbeat-ms must be positive");
     sched.heartbeat_interval = std::chrono::milliseconds(heartbeat_ms);
+    EMBER_EXPECTS(retention_ms >= 0, invalid_input, "--dead-worker-retention-ms: negative");
+    sched.dead_worker_retention = std::chrono::milliseconds(retention_ms);
     return cli::run_scheduler_command(sched);
   }
   if (*worker_cmd) {

@@ -31,9 +31,6 @@ using clock_type = std::chrono::steady_clock;
 using transport::connection_id;
 using namespace detail;
 
-// How long a dead worker is still listed by `ember status`.
-constexpr auto dead_worker_retention = std::chrono::minutes(5);
-
 double seconds_between(clock_type::time_point a, clock_type::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
@@ -394,7 +391,7 @@ struct scheduler_service::impl final : transport::node_handler {
     // Dead workers stay in `ember status` for a while, then go: workers that rejoin come back
     // under new ids, so the list would otherwise only grow.
     std::erase_if(workers, [&](const auto& w) {
-      return !w.second.alive && now - w.second.died > dead_worker_retention;
+      return !w.second.alive && now - w.second.died > options.dead_worker_retention;
     });
   }
 

@@ -158,6 +158,8 @@ TEST_F(cli, bad_input_gets_a_clear_message_and_exit_status_2) {
            bad{"run sort --rows 10 --scheduler 127.0.0.1:1 --token-file /nonexistent/token",
                "cannot read the token file /nonexistent/token"},
            bad{"worker --scheduler 127.0.0.1:1 --backend tpu", "unknown backend 'tpu'"},
+           bad{"worker --scheduler 127.0.0.1:1 --reconnect-timeout-ms -1", "negative"},
+           bad{"scheduler --data /tmp/ember-cli-open --dead-worker-retention-ms -1", "negative"},
        }) {
     auto r = run_ember(b.args);
     EXPECT_EQ(r.status, 2) << b.args << ": " << r.output;

@@ -47,7 +47,9 @@ struct cluster_spec {
   std::vector<std::string> env;
   int heartbeat_ms = 100;
   int slots = 1;
-  std::vector<std::string> worker_args;  ///< more flags for every worker
+  std::vector<std::string> worker_args;
+  std::vector<std::string>
+      scheduler_args;  ///< more flags for the scheduler  ///< more flags for every worker
 };
 
 class local_cluster {
@@ -117,6 +119,7 @@ class local_cluster {
                                       (_dir.path() / "data").string(),
                                       "--heartbeat-ms",
                                       std::to_string(_spec.heartbeat_ms)};
+    sched.insert(sched.end(), _spec.scheduler_args.begin(), _spec.scheduler_args.end());
     add_common(sched);
     return sched;
   }

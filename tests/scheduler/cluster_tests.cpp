@@ -178,6 +178,51 @@ TEST_F(cluster_test, StatusListsWorkersAndNoticesADeadOne) {
   EXPECT_EQ(alive, 2);
 }
 
+TEST_F(cluster_test, DeadWorkersLeaveTheStatusAfterTheirRetention) {
+  cluster_spec spec;
+  spec.env = loopback_env;
+  spec.workers = 2;
+  spec.scheduler_args = {"--dead-worker-retention-ms", "500"};
+  local_cluster cluster(spec);
+  auto c = client::connect(cluster.address);
+  cluster.worker(0).signal(SIGKILL);
+  // Listed as dead first, then gone.
+  bool seen_dead = false;
+  auto deadline = std::chrono::steady_clock::now() + 15s;
+  std::size_t listed = 2;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto s = c.status();
+    listed = s.workers.size();
+    for (const auto& w : s.workers) seen_dead |= !w.alive;
+    if (seen_dead && listed == 1) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_TRUE(seen_dead);
+  EXPECT_EQ(listed, 1u);
+}
+
+TEST_F(cluster_test, APlanOverTheMessageLimitIsRefusedByTheClient) {
+  cluster_spec spec;
+  spec.env = loopback_env;
+  spec.workers = 1;
+  local_cluster cluster(spec);
+  auto c = client::connect(cluster.address);
+  // 300 MB of booleans travel inside the plan: over the 256 MiB message limit.
+  std::vector<std::uint8_t> flags(300'000'000, 1);
+  std::vector<column> cols;
+  cols.push_back(make_column(type_id::bool8, flags));
+  flags = {};
+  auto big = c.from_table(table(std::move(cols), {"flag"}));
+  try {
+    (void)big.collect();
+    FAIL() << "an oversized plan was sent";
+  } catch (const invalid_input& e) {
+    EXPECT_NE(std::string(e.what()).find("message limit"), std::string::npos) << e.what();
+  }
+  // The connection is untouched: the next job runs.
+  expect_same(run_job(c, "sort", options_for("sort")).result, embedded_result("sort", 1));
+}
+
 TEST_F(cluster_test, AWorkerKilledMidJobDoesNotChangeTheResult) {
   cluster_spec spec;
   spec.env = loopback_env;

@@ -49,6 +49,9 @@ struct scheduler_service_options {
   int queue_depth_per_slot = 16;
   /// A job with no live worker for this long fails.
   std::chrono::milliseconds no_worker_timeout{10'000};
+  /// How long a dead worker is still listed by `ember status` (workers that rejoin come back
+  /// under new ids, so the list would otherwise only grow).
+  std::chrono::milliseconds dead_worker_retention{300'000};
 };
 
 class scheduler_service {
