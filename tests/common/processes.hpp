@@ -2,6 +2,7 @@
 // Real processes for integration tests: child processes (ember::child_process, always killed and
 // reaped when they go out of scope, even when a test fails), and a local_cluster of an `ember
 // scheduler` and N `ember worker` processes, optionally inside network namespaces.
+#include <algorithm>
 #include <unistd.h>
 
 #include <chrono>
@@ -47,9 +48,8 @@ struct cluster_spec {
   std::vector<std::string> env;
   int heartbeat_ms = 100;
   int slots = 1;
-  std::vector<std::string> worker_args;
-  std::vector<std::string>
-      scheduler_args;  ///< more flags for the scheduler  ///< more flags for every worker
+  std::vector<std::string> worker_args;     ///< more flags for every worker
+  std::vector<std::string> scheduler_args;  ///< more flags for the scheduler
 };
 
 class local_cluster {
@@ -87,6 +87,13 @@ class local_cluster {
                                   "--cpu-threads",
                                   "1"};
     w.insert(w.end(), _spec.worker_args.begin(), _spec.worker_args.end());
+    // CPU workers unless the test asks for a backend: results are compared exactly with the
+    // embedded CPU run, and on a GPU machine `auto` would pick CUDA, whose float sums differ in
+    // the last bits (the GPU tests compare within a tolerance).
+    if (std::find(w.begin(), w.end(), "--backend") == w.end()) {
+      w.push_back("--backend");
+      w.push_back("cpu");
+    }
     add_common(w);
     _workers.push_back(std::make_unique<child_process>(
         wrapped(i + 1, w), _dir.path() / ("worker" + std::to_string(i)), _spec.env));
