@@ -148,13 +148,19 @@ struct write_ahead_log::impl {
   std::size_t segment_size = 0;
   std::uint64_t last_seq = 0;
   bool broken = false;
+  bool unsynced = false;  // records appended since the last fdatasync
 
   ~impl() {
     if (fd >= 0) ::close(fd);
   }
 
   void open_segment(std::uint64_t first_seq) {
-    if (fd >= 0) ::close(fd);
+    if (fd >= 0) {
+      // Records appended without sync must reach the disk before their segment is closed.
+      if (unsynced && ::fdatasync(fd) != 0) io_failure("sync", segment);
+      unsynced = false;
+      ::close(fd);
+    }
     segment = options.dir / numbered("wal-", first_seq, ".log");
     fd = ::open(segment.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0) io_failure("open", segment);
@@ -304,7 +310,11 @@ std::uint64_t write_ahead_log::append(std::span<const std::uint8_t> payload) {
     if (s.segment_size > 0 && s.segment_size + record.size() > s.options.segment_bytes)
       s.open_segment(seq);
     write_all(s.fd, record.data(), record.size(), s.segment);
-    if (s.options.sync && ::fdatasync(s.fd) != 0) io_failure("sync", s.segment);
+    if (s.options.sync) {
+      if (::fdatasync(s.fd) != 0) io_failure("sync", s.segment);
+    } else {
+      s.unsynced = true;
+    }
   } catch (...) {
     // A half-written record is a torn tail for the next replay; nothing may follow it.
     s.broken = true;
@@ -313,6 +323,18 @@ std::uint64_t write_ahead_log::append(std::span<const std::uint8_t> payload) {
   s.segment_size += record.size();
   s.last_seq = seq;
   return seq;
+}
+
+void write_ahead_log::sync() {
+  std::lock_guard lock(_impl->mutex);
+  auto& s = *_impl;
+  if (!s.unsynced) return;
+  s.expect_usable();
+  if (::fdatasync(s.fd) != 0) {
+    s.broken = true;
+    io_failure("sync", s.segment);
+  }
+  s.unsynced = false;
 }
 
 void write_ahead_log::snapshot(std::span<const std::uint8_t> state) {

@@ -2,8 +2,10 @@
 #include <ember/host/error.hpp>
 #include <ember/scheduler/client.hpp>
 #include <ember/scheduler/schema_inference.hpp>
+#include <random>
 
 #include "detail/client_state.hpp"
+#include "detail/coordination_session.hpp"
 #include "detail/remote_session.hpp"
 
 namespace ember {
@@ -23,6 +25,33 @@ job_result client_state::run(const plan& p) const {
   ro.progress = options.progress;
   ro.timeout = options.job_timeout;
   return workers->run(stages, ro);
+}
+
+std::shared_ptr<coordination_session> client_state::coordination() {
+  expect_open();
+  std::lock_guard lock(_coordination_mutex);
+  if (_coordination) return _coordination;
+  if (remote) {
+    _coordination = std::make_shared<coordination_session>(remote->address(), options);
+    return _coordination;
+  }
+  // A local client hosts the services itself: a scheduler on a loopback port of this process,
+  // reached over the same protocol as a remote one, with a token nobody else knows.
+  scheduler_service_options so;
+  so.listen = "127.0.0.1:0";
+  std::random_device rd;
+  for (int i = 0; i < 4; ++i) so.token += std::to_string(rd());
+  _embedded_scheduler = std::make_unique<scheduler_service>(so);
+  auto o = options;
+  o.token = so.token;
+  _coordination = std::make_shared<coordination_session>(_embedded_scheduler->address(), o);
+  return _coordination;
+}
+
+client_state::~client_state() {
+  // The connection goes before the scheduler it talks to.
+  _coordination.reset();
+  _embedded_scheduler.reset();
 }
 
 }  // namespace detail
@@ -56,8 +85,9 @@ client client::connect(const std::string& scheduler, const client_options& optio
   auto state = std::make_shared<detail::client_state>();
   state->options = options;
   state->remote = std::make_shared<detail::remote_session>(scheduler, options);
-  state->planner.partitions = std::max(1, static_cast<int>(state->remote->status().workers.size())) *
-                              options.partitions_per_worker;
+  state->planner.partitions =
+      std::max(1, static_cast<int>(state->remote->status().workers.size())) *
+      options.partitions_per_worker;
   state->planner.broadcast_limit_rows = options.broadcast_limit_rows;
   return client(std::move(state));
 }
@@ -78,6 +108,39 @@ void client::shutdown() noexcept {
   _state->closed.store(true);
   if (_state->workers) _state->workers->shutdown();
   if (_state->remote) _state->remote->close();
+}
+
+distributed_lock client::lock(const std::string& name, int permits) const {
+  EMBER_EXPECTS(permits >= 1, invalid_input,
+                "lock '" + name + "': " + std::to_string(permits) + " permits (at least 1)");
+  return distributed_lock(_state->coordination(), name, permits);
+}
+
+message_queue client::queue(const std::string& name) const {
+  return message_queue(_state->coordination(), name);
+}
+
+message_topic client::topic(const std::string& name) const {
+  return message_topic(_state->coordination(), name);
+}
+
+key_value client::kv() const { return key_value(_state->coordination()); }
+
+namespace detail {
+std::vector<queue_info> decode_queue_list(std::span<const std::uint8_t> items);
+std::vector<lock_info> decode_lock_list(std::span<const std::uint8_t> items);
+}  // namespace detail
+
+std::vector<lock_info> client::locks() const {
+  detail::coord_request_msg r;
+  r.op = detail::coord_op::lock_list;
+  return detail::decode_lock_list(_state->coordination()->call(r).items);
+}
+
+std::vector<queue_info> client::queues() const {
+  detail::coord_request_msg r;
+  r.op = detail::coord_op::queue_list;
+  return detail::decode_queue_list(_state->coordination()->call(r).items);
 }
 
 dataset client::from_plan(plan p) const {

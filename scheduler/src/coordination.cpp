@@ -34,14 +34,24 @@ struct coordination_state::lock_state {
   fencing_token accepted = 0;  // the newest token an accepted write presented
 };
 
-coordination_state::coordination_state() = default;
+coordination_state::coordination_state()
+    : _replay(std::make_unique<wal_replay_report>()), _queues(queue_store::log_fn{}) {}
 
-coordination_state::coordination_state(const std::filesystem::path& dir) {
+coordination_state::coordination_state(const std::filesystem::path& dir, bool group_commit)
+    : _replay(std::make_unique<wal_replay_report>()),
+      _queues([this](std::vector<std::uint8_t> record) {
+        // Durable queues log through the same log, ahead of the change like everything else.
+        if (_log) {
+          _log->append(record);
+          ++_since_checkpoint;
+        }
+      }) {
   wal_options o;
   o.dir = dir;
+  o.sync = !group_commit;
   _log = write_ahead_log::open(
       o, [&](std::uint64_t, std::span<const std::uint8_t> state) { restore(state); },
-      [&](std::uint64_t, std::span<const std::uint8_t> record) { apply(record); });
+      [&](std::uint64_t, std::span<const std::uint8_t> record) { apply(record); }, _replay.get());
 }
 
 coordination_state::~coordination_state() = default;
@@ -49,6 +59,10 @@ coordination_state::~coordination_state() = default;
 // ---- the durable part ------------------------------------------------------------------------
 
 void coordination_state::apply(std::span<const std::uint8_t> record) {
+  if (queue_store::owns_record(record)) {
+    _queues.apply(record);
+    return;
+  }
   byte_reader r(record, "coordination log record");
   auto kind = r.get<std::uint8_t>("operation");
   switch (static_cast<op>(kind)) {
@@ -88,7 +102,10 @@ void coordination_state::apply(std::span<const std::uint8_t> record) {
 
 void coordination_state::log_and_apply(std::vector<std::uint8_t> record) {
   // Written ahead: once a token is handed out or a write acknowledged, a restart still knows it.
-  if (_log) _log->append(record);
+  if (_log) {
+    _log->append(record);
+    ++_since_checkpoint;
+  }
   apply(record);
 }
 
@@ -108,6 +125,7 @@ std::vector<std::uint8_t> coordination_state::snapshot_bytes() const {
     w.put<std::uint64_t>(e.value.size());
     w.put_bytes(e.value.data(), e.value.size());
   }
+  _queues.snapshot(w);
   return std::move(w.bytes());
 }
 
@@ -132,11 +150,18 @@ void coordination_state::restore(std::span<const std::uint8_t> bytes) {
     auto value = r.get_bytes(static_cast<std::size_t>(n), "value");
     _kv[key] = kv_entry{{value.begin(), value.end()}, version};
   }
+  _queues.restore(r);
   if (r.remaining() != 0) r.fail("trailing bytes");
 }
 
 void coordination_state::checkpoint() {
-  if (_log) _log->snapshot(snapshot_bytes());
+  if (!_log) return;
+  _log->snapshot(snapshot_bytes());
+  _since_checkpoint = 0;
+}
+
+void coordination_state::sync() {
+  if (_log) _log->sync();
 }
 
 // ---- locks -----------------------------------------------------------------------------------
@@ -197,6 +222,23 @@ bool coordination_state::renew(const std::string& name, const std::string& owner
   return true;
 }
 
+std::optional<lock_grant> coordination_state::reclaim(const std::string& name,
+                                                      const std::string& owner,
+                                                      fencing_token token,
+                                                      std::chrono::milliseconds ttl,
+                                                      time_point now) {
+  if (token == 0 || token != newest_token(name) || ttl.count() <= 0) return std::nullopt;
+  auto& slot = _locks[name];
+  if (!slot) slot = std::make_unique<lock_state>();
+  auto& lock = *slot;
+  if (!lock.waiters.empty() || static_cast<int>(lock.holders.size()) >= lock.permits)
+    return std::nullopt;
+  for (const auto& [other, h] : lock.holders)
+    if (h.token == token) return std::nullopt;
+  lock.holders[owner] = lock_state::holder{token, ttl, now + ttl};
+  return lock_grant{name, owner, token, now + ttl};
+}
+
 std::vector<lock_grant> coordination_state::release(const std::string& name,
                                                     const std::string& owner, time_point now) {
   auto it = _locks.find(name);
@@ -230,6 +272,33 @@ std::vector<lock_grant> coordination_state::holders(const std::string& name) con
   for (const auto& [owner, h] : it->second->holders)
     out.push_back(lock_grant{name, owner, h.token, h.expires});
   return out;
+}
+
+std::vector<lock_summary> coordination_state::locks() const {
+  std::map<std::string, lock_summary> out;
+  for (const auto& [name, token] : _tokens) {
+    auto& l = out[name];
+    l.name = name;
+    l.newest_token = token;
+  }
+  for (const auto& [name, lock] : _locks) {
+    if (lock->holders.empty() && lock->waiters.empty() && !_tokens.contains(name)) continue;
+    auto& l = out[name];
+    l.name = name;
+    l.permits = lock->permits;
+    l.waiters = lock->waiters.size();
+    for (const auto& [owner, h] : lock->holders)
+      l.holders.push_back(lock_grant{name, owner, h.token, h.expires});
+  }
+  std::vector<lock_summary> list;
+  for (auto& [name, l] : out) list.push_back(std::move(l));
+  return list;
+}
+
+bool coordination_state::lock_exists(const std::string& name) const {
+  if (_tokens.contains(name)) return true;
+  auto it = _locks.find(name);
+  return it != _locks.end() && (!it->second->holders.empty() || !it->second->waiters.empty());
 }
 
 fencing_token coordination_state::newest_token(const std::string& name) const {

@@ -50,7 +50,8 @@ std::string_view to_string(msg m) noexcept {
       "register_worker", "registered",     "heartbeat",    "peers",          "define_stage",
       "run_task",        "task_done",      "task_failed",  "release_blocks", "fetch_block",
       "block_data",      "block_missing",  "submit_job",   "job_progress",   "job_result",
-      "job_failed",      "status_request", "status_reply", "nccl_exchange",  "nccl_exchange_done"};
+      "job_failed",      "status_request", "status_reply", "nccl_exchange",  "nccl_exchange_done",
+      "coord_request",   "coord_reply"};
   auto i = static_cast<std::size_t>(m) - transport::first_application_type;
   return i < std::size(names) ? names[i] : "unknown";
 }
@@ -552,6 +553,113 @@ status_reply_msg status_reply_msg::decode(byte_reader& r) {
   m.running_jobs = r.get<std::int32_t>("running jobs");
   m.finished_jobs = r.get<std::int64_t>("finished jobs");
   m.tasks_done = r.get<std::int64_t>("tasks done");
+  return m;
+}
+
+// ---- coordination -----------------------------------------------------------------------------
+
+std::string_view to_string(coord_op op) noexcept {
+  static constexpr std::string_view names[] = {
+      "lock acquire", "lock renew",    "lock release",    "lock check", "lock list",
+      "kv get",       "kv set",        "kv cas",          "kv erase",   "kv list",
+      "queue create", "queue drop",    "queue put",       "queue get",  "queue ack",
+      "queue list",   "topic publish", "topic subscribe", "topic poll", "topic unsubscribe"};
+  auto i = static_cast<std::size_t>(op);
+  return i < std::size(names) ? names[i] : "unknown";
+}
+
+namespace {
+void put_blob(byte_writer& w, const std::vector<std::uint8_t>& b) {
+  w.put<std::uint64_t>(b.size());
+  w.put_bytes(b.data(), b.size());
+}
+std::vector<std::uint8_t> get_blob(byte_reader& r, const char* what) {
+  auto n = r.get<std::uint64_t>(what);
+  if (n > r.remaining()) r.fail(std::string(what) + ": " + std::to_string(n) + " bytes do not fit");
+  auto b = r.get_bytes(static_cast<std::size_t>(n), what);
+  return {b.begin(), b.end()};
+}
+}  // namespace
+
+void coord_request_msg::encode(byte_writer& w) const {
+  w.put(request);
+  w.put(static_cast<std::uint8_t>(op));
+  w.put_string(name);
+  w.put_string(owner);
+  put_blob(w, value);
+  w.put(permits);
+  w.put(ttl_ms);
+  w.put(timeout_ms);
+  w.put(token);
+  w.put(id);
+  w.put<std::uint8_t>(has_expected ? 1 : 0);
+  w.put(expected_version);
+  w.put_string(fence_lock);
+  w.put(fence_token);
+  w.put(queue.capacity);
+  w.put<std::uint8_t>(queue.durable ? 1 : 0);
+  w.put<std::int64_t>(queue.visibility_timeout.count());
+  w.put(queue.max_message_bytes);
+  w.put(buffer);
+  w.put(max_messages);
+}
+coord_request_msg coord_request_msg::decode(byte_reader& r) {
+  coord_request_msg m;
+  m.request = r.get<std::uint64_t>("request");
+  m.op = r.get_enum(coord_op::last, "operation");
+  m.name = r.get_string("name");
+  m.owner = r.get_string("owner");
+  m.value = get_blob(r, "value");
+  m.permits = r.get<std::int32_t>("permits");
+  m.ttl_ms = r.get<std::int64_t>("ttl");
+  m.timeout_ms = r.get<std::int64_t>("timeout");
+  m.token = r.get<std::uint64_t>("token");
+  m.id = r.get<std::uint64_t>("id");
+  m.has_expected = r.get_bool("has expected version");
+  m.expected_version = r.get<std::uint64_t>("expected version");
+  m.fence_lock = r.get_string("fence lock");
+  m.fence_token = r.get<std::uint64_t>("fence token");
+  m.queue.capacity = r.get<std::uint64_t>("queue capacity");
+  m.queue.durable = r.get_bool("queue durable");
+  m.queue.visibility_timeout = std::chrono::milliseconds(r.get<std::int64_t>("visibility timeout"));
+  m.queue.max_message_bytes = r.get<std::uint64_t>("max message bytes");
+  m.buffer = r.get<std::uint32_t>("buffer");
+  m.max_messages = r.get<std::uint32_t>("max messages");
+  return m;
+}
+
+void coord_reply_msg::encode(byte_writer& w) const {
+  w.put(request);
+  w.put<std::uint8_t>(ok ? 1 : 0);
+  w.put(static_cast<std::uint8_t>(kind));
+  w.put_string(message);
+  w.put<std::uint8_t>(found ? 1 : 0);
+  w.put(token);
+  w.put(ttl_ms);
+  w.put(version);
+  w.put(id);
+  w.put(deliveries);
+  w.put(count);
+  w.put(lost);
+  put_blob(w, value);
+  put_blob(w, items);
+}
+coord_reply_msg coord_reply_msg::decode(byte_reader& r) {
+  coord_reply_msg m;
+  m.request = r.get<std::uint64_t>("request");
+  m.ok = r.get_bool("ok");
+  m.kind = r.get_enum(error_kind::cancelled, "error kind");
+  m.message = r.get_string("message");
+  m.found = r.get_bool("found");
+  m.token = r.get<std::uint64_t>("token");
+  m.ttl_ms = r.get<std::int64_t>("ttl");
+  m.version = r.get<std::uint64_t>("version");
+  m.id = r.get<std::uint64_t>("id");
+  m.deliveries = r.get<std::uint32_t>("deliveries");
+  m.count = r.get<std::uint64_t>("count");
+  m.lost = r.get<std::uint64_t>("lost");
+  m.value = get_blob(r, "value");
+  m.items = get_blob(r, "items");
   return m;
 }
 

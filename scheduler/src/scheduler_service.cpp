@@ -7,6 +7,7 @@
 #include <deque>
 #include <ember/host/error.hpp>
 #include <ember/host/log.hpp>
+#include <ember/scheduler/coordination_client.hpp>
 #include <ember/scheduler/placement.hpp>
 #include <ember/scheduler/plan_codec.hpp>
 #include <ember/scheduler/scheduler_service.hpp>
@@ -20,6 +21,7 @@
 #include <thread>
 #include <variant>
 
+#include "detail/coordination_service.hpp"
 #include "detail/host_tables.hpp"
 #include "detail/protocol.hpp"
 #include "detail/task_runner.hpp"
@@ -30,6 +32,36 @@ namespace {
 using clock_type = std::chrono::steady_clock;
 using transport::connection_id;
 using namespace detail;
+
+// A JSON string literal of `s` (system topic events are small JSON objects).
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
 
 double seconds_between(clock_type::time_point a, clock_type::time_point b) {
   return std::chrono::duration<double>(b - a).count();
@@ -139,6 +171,7 @@ struct scheduler_service::impl final : transport::node_handler {
   std::uint64_t next_job = 1;
   std::int64_t finished_jobs = 0;
   std::int64_t tasks_done = 0;
+  std::unique_ptr<detail::coordination_service> coordination;
 
   explicit impl(const scheduler_service_options& o) : options(o) {
     auto where = transport::parse_host_port(o.listen);
@@ -150,6 +183,11 @@ struct scheduler_service::impl final : transport::node_handler {
     EMBER_EXPECTS(o.heartbeat_interval.count() > 0 && o.missed_heartbeats >= 1, invalid_input,
                   "the heartbeat interval and the missed heartbeats must be positive");
     take_data_dir();
+    coordination = std::make_unique<detail::coordination_service>(
+        options.data_dir.empty() ? std::filesystem::path() : options.data_dir / "coordination",
+        [this](connection_id to, const coord_reply_msg& m) {
+          net->send(to, static_cast<std::uint16_t>(msg::coord_reply), encode(m));
+        });
     transport::node_options no;
     no.name = "scheduler";
     no.token = o.token;
@@ -258,6 +296,7 @@ struct scheduler_service::impl final : transport::node_handler {
         check_workers();
         check_jobs();
         schedule();
+        coordination->tick(clock_type::now());
       } catch (const std::exception& x) {
         logger().error("scheduler: {}", x.what());
       }
@@ -280,6 +319,7 @@ struct scheduler_service::impl final : transport::node_handler {
       worker_died(it->second, e.reason);
       return;
     }
+    coordination->disconnected(e.id, clock_type::now());
     // A client went away: its jobs are cancelled.
     std::vector<std::uint64_t> gone;
     for (auto& [id, job] : jobs)
@@ -326,6 +366,9 @@ struct scheduler_service::impl final : transport::node_handler {
         return exchange_done(e.from, decode_from<nccl_exchange_done_msg>(m, e.from, e.body));
       case msg::submit_job:
         return submit(e.from, decode_from<submit_job_msg>(m, e.from, e.body));
+      case msg::coord_request:
+        return coordination->handle(e.from, decode_from<coord_request_msg>(m, e.from, e.body),
+                                    clock_type::now());
       case msg::status_request: {
         auto r = reader_for(m, e.body, net->peer_address(e.from));
         auto request = r.get<std::uint64_t>("request");
@@ -363,8 +406,16 @@ struct scheduler_service::impl final : transport::node_handler {
     r.worker_id = w.id;
     r.heartbeat_ms = static_cast<std::int32_t>(options.heartbeat_interval.count());
     net->send(conn, static_cast<std::uint16_t>(msg::registered), encode(r));
+    publish(workers_topic, "{\"event\": \"joined\", \"worker\": " + std::to_string(w.id) +
+                               ", \"name\": " + json_string(w.info.name) +
+                               ", \"description\": " + json_string(w.info.description) + "}");
     workers[w.id] = std::move(w);
     broadcast_peers();
+  }
+
+  /// A system event for the topic's subscribers.
+  void publish(const char* topic, const std::string& json) {
+    coordination->publish(topic, json, clock_type::now());
   }
 
   void broadcast_peers() {
@@ -403,6 +454,9 @@ struct scheduler_service::impl final : transport::node_handler {
     w.died = clock_type::now();
     worker_of.erase(w.conn);
     logger().warn("scheduler: worker {} ({}) is dead: {}", id, w.info.name, reason);
+    publish(workers_topic, "{\"event\": \"left\", \"worker\": " + std::to_string(id) +
+                               ", \"name\": " + json_string(w.info.name) +
+                               ", \"reason\": " + json_string(reason) + "}");
     std::vector<std::uint64_t> ids;
     for (auto& [job_id, job] : jobs) ids.push_back(job_id);
     for (auto job_id : ids) {
@@ -798,6 +852,10 @@ struct scheduler_service::impl final : transport::node_handler {
     m.done = st.done;
     m.total = static_cast<std::int64_t>(st.tasks.size());
     net->send(job.client, static_cast<std::uint16_t>(msg::job_progress), encode(m));
+    publish(jobs_topic, "{\"event\": \"progress\", \"job\": " + std::to_string(job.id) +
+                            ", \"stage\": " + json_string(m.stage) +
+                            ", \"done\": " + std::to_string(m.done) +
+                            ", \"total\": " + std::to_string(m.total) + "}");
   }
 
   void task_failed(connection_id from, const task_failed_msg& f) {
@@ -806,6 +864,13 @@ struct scheduler_service::impl final : transport::node_handler {
     if (auto* w = worker_at(from)) w->assigned = std::max(0, w->assigned - 1);
     if (t == nullptr) return;
     const auto& name = job->plan.stages[static_cast<std::size_t>(f.stage)].name;
+    publish(failures_topic, "{\"event\": \"task_failed\", \"job\": " + std::to_string(f.job) +
+                                ", \"stage\": " + json_string(name) +
+                                ", \"partition\": " + std::to_string(f.partition) +
+                                ", \"attempt\": " + std::to_string(f.attempt) +
+                                ", \"worker\": " + std::to_string(worker_of.at(from)) +
+                                ", \"input_lost\": " + (f.input_lost ? "true" : "false") +
+                                ", \"message\": " + json_string(f.message) + "}");
     if (f.input_lost && ++t->lost_inputs <= options.max_attempts * 4) {
       // Its inputs died with a worker; they are recomputed, then it runs again.
       t->st = task_state::pending;
@@ -866,10 +931,16 @@ struct scheduler_service::impl final : transport::node_handler {
                     transport::describe_table(owner->view(), owner));
     logger().info("scheduler: job {} done in {:.3f} s: {} rows, {} tasks retried", job.id,
                   metrics.seconds, owner->num_rows(), job.retried);
+    publish(jobs_topic, "{\"event\": \"done\", \"job\": " + std::to_string(job.id) +
+                            ", \"seconds\": " + std::to_string(metrics.seconds) +
+                            ", \"rows\": " + std::to_string(owner->num_rows()) +
+                            ", \"retried_tasks\": " + std::to_string(job.retried) + "}");
     end_job(job, false);
   }
 
   void send_failure(job_rec& job, error_kind kind, const std::string& message) {
+    publish(jobs_topic, "{\"event\": \"failed\", \"job\": " + std::to_string(job.id) +
+                            ", \"message\": " + json_string(message) + "}");
     job_failed_msg f;
     f.request = job.request;
     f.kind = kind;

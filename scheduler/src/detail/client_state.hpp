@@ -6,11 +6,14 @@
 #include <ember/scheduler/client.hpp>
 #include <ember/scheduler/executor.hpp>
 #include <ember/scheduler/planner.hpp>
+#include <ember/scheduler/scheduler_service.hpp>
 #include <memory>
+#include <mutex>
 
 namespace ember::detail {
 
 class remote_session;
+class coordination_session;
 
 struct client_state {
   client_options options;
@@ -19,9 +22,23 @@ struct client_state {
   std::shared_ptr<remote_session> remote;  // clients of a scheduler
   std::atomic<bool> closed{false};
 
+  client_state() = default;
+  ~client_state();
+  client_state(const client_state&) = delete;
+  client_state& operator=(const client_state&) = delete;
+
+  /// The coordination connection, made on first use (to an in-process scheduler for a local
+  /// client, started then too).
+  [[nodiscard]] std::shared_ptr<coordination_session> coordination();
+
   /// Plans and runs `p`. Throws ember::invalid_input once the client is shut down.
   [[nodiscard]] job_result run(const plan& p) const;
   void expect_open() const;
+
+ private:
+  std::mutex _coordination_mutex;
+  std::unique_ptr<scheduler_service> _embedded_scheduler;  // local clients
+  std::shared_ptr<coordination_session> _coordination;
 };
 
 }  // namespace ember::detail

@@ -7,6 +7,7 @@
 #include <ember/host/error.hpp>
 #include <ember/scheduler/executor.hpp>
 #include <ember/scheduler/planner.hpp>
+#include <ember/scheduler/queue_store.hpp>
 #include <ember/transport/byte_codec.hpp>
 #include <ember/transport/node.hpp>
 #include <exception>
@@ -40,6 +41,8 @@ enum class msg : std::uint16_t {
   status_reply,                                         // scheduler -> client
   nccl_exchange,                                        // scheduler -> worker
   nccl_exchange_done,                                   // worker -> scheduler
+  coord_request,                                        // client -> scheduler
+  coord_reply,                                          // scheduler -> client
   last
 };
 
@@ -284,6 +287,75 @@ struct status_reply_msg {
   std::int64_t tasks_done = 0;
   void encode(byte_writer& w) const;
   static status_reply_msg decode(byte_reader& r);
+};
+
+// ---- coordination services (coordination_service.hpp) ----------------------------------------
+
+enum class coord_op : std::uint8_t {
+  lock_acquire,       // name, owner, permits, ttl_ms, timeout_ms -> token, ttl_ms
+  lock_renew,         // name, owner, token, ttl_ms -> ok (found: still held or reclaimed)
+  lock_release,       // name, owner
+  lock_check,         // name, token
+  lock_list,          // name ("": all) -> items
+  kv_get,             // name (key) -> found, version, value
+  kv_set,             // name, value, fence -> version
+  kv_cas,             // name, expected_version, value, fence -> found (swapped), version
+  kv_erase,           // name, has_expected, expected_version, fence -> found (erased)
+  kv_list,            // name (prefix) -> items
+  queue_create,       // name, queue options
+  queue_drop,         // name
+  queue_put,          // name, value, timeout_ms -> id
+  queue_get,          // name, timeout_ms -> found, id, deliveries, value
+  queue_ack,          // name, id
+  queue_list,         // name ("": all) -> items
+  topic_publish,      // name, value -> count (subscribers reached)
+  topic_subscribe,    // name, buffer -> id (subscription)
+  topic_poll,         // id, max_messages, timeout_ms -> items (messages), lost
+  topic_unsubscribe,  // id
+  last = topic_unsubscribe
+};
+[[nodiscard]] std::string_view to_string(coord_op op) noexcept;
+
+/// One request of any operation; the fields an operation does not use stay at their defaults.
+struct coord_request_msg {
+  std::uint64_t request = 0;
+  coord_op op = coord_op::lock_acquire;
+  std::string name;   ///< lock, key, queue or topic
+  std::string owner;  ///< a lease's identity
+  std::vector<std::uint8_t> value;
+  std::int32_t permits = 1;
+  std::int64_t ttl_ms = 0;
+  std::int64_t timeout_ms = 0;
+  std::uint64_t token = 0;
+  std::uint64_t id = 0;  ///< message or subscription
+  bool has_expected = false;
+  std::uint64_t expected_version = 0;
+  std::string fence_lock;  ///< "": unfenced
+  std::uint64_t fence_token = 0;
+  queue_options queue;
+  std::uint32_t buffer = 0;
+  std::uint32_t max_messages = 0;
+  void encode(byte_writer& w) const;
+  static coord_request_msg decode(byte_reader& r);
+};
+
+struct coord_reply_msg {
+  std::uint64_t request = 0;
+  bool ok = true;
+  error_kind kind = error_kind::error;
+  std::string message;  ///< the error when !ok
+  bool found = false;
+  std::uint64_t token = 0;
+  std::int64_t ttl_ms = 0;
+  std::uint64_t version = 0;
+  std::uint64_t id = 0;
+  std::uint32_t deliveries = 0;
+  std::uint64_t count = 0;
+  std::uint64_t lost = 0;
+  std::vector<std::uint8_t> value;
+  std::vector<std::uint8_t> items;  ///< a list, encoded by the operation (coordination_service)
+  void encode(byte_writer& w) const;
+  static coord_reply_msg decode(byte_reader& r);
 };
 
 /// Encodes `m` into a fresh byte vector.

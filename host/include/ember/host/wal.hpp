@@ -30,7 +30,8 @@ struct wal_options {
   std::filesystem::path dir;
   /// A segment is closed and a new one started past this size.
   std::size_t segment_bytes = std::size_t{64} << 20;
-  /// fdatasync every append (durable on return); off: the OS flushes when it likes.
+  /// fdatasync every append (durable on return); off: durable after the next sync() (group
+  /// commit), or when the OS flushes.
   bool sync = true;
 };
 
@@ -70,6 +71,9 @@ class write_ahead_log {
   /// Throws ember::invalid_input for a payload over max_wal_record_bytes, ember::error on I/O
   /// failure (the log then refuses further appends: what is on disk stays consistent).
   std::uint64_t append(std::span<const std::uint8_t> payload);
+  /// Makes every record appended so far durable (fdatasync), for logs opened with sync off that
+  /// commit a group of records at once. A no-op when nothing is pending. Throws like append().
+  void sync();
   /// Writes `state` as the snapshot after the last appended record (written whole, synced, then
   /// renamed into place), starts a new segment, and removes what is older than the previous
   /// snapshot (which stays, with the records after it, in case this one is damaged on disk). The

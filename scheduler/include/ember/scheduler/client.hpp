@@ -12,6 +12,7 @@
 #include <chrono>
 #include <ember/cuda/context.hpp>
 #include <ember/host/table.hpp>
+#include <ember/scheduler/coordination_client.hpp>
 #include <ember/scheduler/dataset.hpp>
 #include <ember/scheduler/executor.hpp>
 #include <ember/scheduler/plan.hpp>
@@ -83,6 +84,9 @@ struct client_options {
   bool shared_memory = false;
   /// The shuffle path of GPU workers.
   exchange_choice exchange = exchange_choice::automatic;
+  /// How long coordination calls keep trying to reach a scheduler that went away (a restart)
+  /// before they throw ember::transport_error.
+  std::chrono::milliseconds reconnect_timeout{30'000};
 };
 
 /// A connection to a cluster: here, the embedded local one. Move-only. Thread-safe: datasets
@@ -143,6 +147,19 @@ class client {
   /// workers * partitions_per_worker.
   [[nodiscard]] int default_partitions() const;
   [[nodiscard]] const client_options& options() const;
+
+  // ---- coordination services (coordination_client.hpp) ---------------------------------------
+  // Hosted by the scheduler; a local client starts an in-process one (loopback, not durable) on
+  // first use. The connection is made on first use too.
+  /// The lock (permits 1) or semaphore `name`.
+  [[nodiscard]] distributed_lock lock(const std::string& name, int permits = 1) const;
+  [[nodiscard]] message_queue queue(const std::string& name) const;
+  [[nodiscard]] message_topic topic(const std::string& name) const;
+  [[nodiscard]] key_value kv() const;
+  /// Every lock the scheduler knows (held, waited for, or that issued a token), by name.
+  [[nodiscard]] std::vector<lock_info> locks() const;
+  /// Every queue, by name.
+  [[nodiscard]] std::vector<queue_info> queues() const;
 
   /// Stops the workers (running jobs fail with ember::cancelled). Datasets of this client
   /// throw ember::invalid_input when run afterwards. Idempotent; never throws.

@@ -19,6 +19,7 @@
 // Time is passed in (`now`), so tests drive it. Not thread-safe: the scheduler's event loop owns
 // it.
 #include <chrono>
+#include <ember/scheduler/queue_store.hpp>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -45,6 +46,16 @@ struct kv_entry {
 };
 
 class write_ahead_log;
+struct wal_replay_report;
+
+/// One lock as `ember lock ls` shows it.
+struct lock_summary {
+  std::string name;
+  int permits = 1;
+  std::vector<lock_grant> holders;
+  std::size_t waiters = 0;
+  fencing_token newest_token = 0;
+};
 
 class coordination_state {
  public:
@@ -53,9 +64,11 @@ class coordination_state {
   /// In memory only (tests, the embedded cluster).
   coordination_state();
   /// Durable under `dir`: replays the log there (snapshot, then records) and appends every
-  /// change that must survive a restart (tokens issued and seen, key/value writes) before it
-  /// takes effect. Throws what write_ahead_log::open throws.
-  explicit coordination_state(const std::filesystem::path& dir);
+  /// change that must survive a restart (tokens issued and seen, key/value writes, durable
+  /// queues) before it takes effect. With `group_commit`, appends are not synced one by one: the
+  /// caller calls sync() before it acknowledges the changes. Throws what write_ahead_log::open
+  /// throws.
+  explicit coordination_state(const std::filesystem::path& dir, bool group_commit = false);
   ~coordination_state();
   coordination_state(const coordination_state&) = delete;
   coordination_state& operator=(const coordination_state&) = delete;
@@ -69,6 +82,11 @@ class coordination_state {
                                     std::chrono::milliseconds ttl, time_point now);
   /// Extends `owner`'s lease by its ttl from now. False when it holds none (it expired).
   bool renew(const std::string& name, const std::string& owner, time_point now);
+  /// Gives `owner` its lease back after a scheduler restart (leases are not durable): granted
+  /// when `token` is still the newest token of `name`, a permit is free and nobody waits.
+  std::optional<lock_grant> reclaim(const std::string& name, const std::string& owner,
+                                    fencing_token token, std::chrono::milliseconds ttl,
+                                    time_point now);
   /// Gives up `owner`'s lease, or its place in the queue; returns the leases granted to waiters
   /// as a result. Throws ember::invalid_input when `owner` neither holds nor waits for `name`.
   std::vector<lock_grant> release(const std::string& name, const std::string& owner,
@@ -77,6 +95,10 @@ class coordination_state {
   std::vector<lock_grant> expire(time_point now);
   /// The current holders of `name`.
   [[nodiscard]] std::vector<lock_grant> holders(const std::string& name) const;
+  /// Every lock that is held, waited for or has issued a token, by name.
+  [[nodiscard]] std::vector<lock_summary> locks() const;
+  /// True when `name` has holders or waiters, or issued a token.
+  [[nodiscard]] bool lock_exists(const std::string& name) const;
 
   /// A write protected by lock `name` presents `token`: accepted when no newer token was issued
   /// for the lock nor seen by an accepted write. Throws ember::invalid_input naming both tokens
@@ -98,9 +120,21 @@ class coordination_state {
   /// Keys that start with `prefix`, in order.
   [[nodiscard]] std::vector<std::string> keys(const std::string& prefix = {}) const;
 
+  // ---- queues ------------------------------------------------------------------------------
+  /// The queues, whose durable ones log through this state's log.
+  [[nodiscard]] queue_store& queues() noexcept { return _queues; }
+
   /// Writes a snapshot of the durable state and trims the log (durable states only; a no-op
   /// otherwise).
   void checkpoint();
+  /// Makes every change so far durable (group commit; a no-op without a log or pending changes).
+  void sync();
+  /// Records appended since the last checkpoint (the caller checkpoints past a threshold).
+  [[nodiscard]] std::uint64_t records_since_checkpoint() const noexcept {
+    return _since_checkpoint;
+  }
+  /// What opening the log found (zeros for an in-memory state).
+  [[nodiscard]] const wal_replay_report& replay_report() const noexcept { return *_replay; }
 
  private:
   struct lock_state;
@@ -115,6 +149,9 @@ class coordination_state {
   std::map<std::string, fencing_token> _tokens;  // newest issued or accepted, per lock
   std::map<std::string, kv_entry> _kv;
   std::unique_ptr<write_ahead_log> _log;
+  std::unique_ptr<wal_replay_report> _replay;
+  std::uint64_t _since_checkpoint = 0;
+  queue_store _queues;
 };
 
 }  // namespace ember
