@@ -40,6 +40,7 @@ int run_scheduler_command(const scheduler_service_options& options) {
   auto watcher = watch_signals();
   scheduler_service service(options);
   // Scripts wait for this line (and tests read the port from it).
+  if (auto recovery = service.recovery(); !recovery.empty()) std::cout << recovery << "\n";
   std::cout << "ember scheduler listening on " << service.address() << std::endl;
   service.run(stop_requests().get_token());
   logger().info("scheduler stopping");

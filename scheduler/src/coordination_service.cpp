@@ -2,6 +2,7 @@
 #include <ember/host/error.hpp>
 #include <ember/host/log.hpp>
 #include <ember/host/wal.hpp>
+#include <spdlog/fmt/fmt.h>
 
 #include "detail/coordination_service.hpp"
 
@@ -55,12 +56,13 @@ coordination_service::coordination_service(const std::filesystem::path& dir, sen
       _send(std::move(send)) {
   if (!dir.empty()) {
     const auto& r = _state->replay_report();
-    logger().info(
-        "coordination state {}: replayed snapshot {} and {} records ({} bytes) in {:.3f} s{}",
-        dir.string(), r.snapshot_seq, r.records, r.bytes, r.seconds,
-        r.dropped_bytes > 0 ? "; dropped a damaged tail of " + std::to_string(r.dropped_bytes) +
-                                  " bytes (" + r.dropped_reason + ")"
-                            : std::string());
+    _recovery = fmt::format(
+        "coordination state {}: replayed snapshot {} and {} records ({} bytes) in {:.3f} s",
+        dir.string(), r.snapshot_seq, r.records, r.bytes, r.seconds);
+    if (r.dropped_bytes > 0)
+      _recovery += fmt::format("; dropped a damaged tail of {} bytes ({})", r.dropped_bytes,
+                               r.dropped_reason);
+    logger().info("{}", _recovery);
   }
 }
 

@@ -1034,6 +1034,8 @@ void scheduler_service::stop() noexcept {
 
 int scheduler_service::port() const noexcept { return _impl->bound_port; }
 
+std::string scheduler_service::recovery() const { return _impl->coordination->recovery(); }
+
 std::string scheduler_service::address() const {
   return _impl->host + ":" + std::to_string(_impl->bound_port);
 }

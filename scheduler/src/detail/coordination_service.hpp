@@ -47,6 +47,8 @@ class coordination_service {
   void publish(const std::string& topic, const std::string& payload, time_point now);
   /// Makes the batch's changes durable, then sends its replies.
   void flush();
+  /// What the replay at start found and how long it took (one line; "" when not durable).
+  [[nodiscard]] const std::string& recovery() const noexcept { return _recovery; }
 
  private:
   struct reply_to {
@@ -106,6 +108,7 @@ class coordination_service {
   std::map<std::uint64_t, subscriber> _subscribers;        // by subscription id
   std::map<std::string, std::set<std::uint64_t>> _topics;  // topic -> subscriptions
   std::uint64_t _next_subscription = 1;
+  std::string _recovery;
 };
 
 }  // namespace ember::detail

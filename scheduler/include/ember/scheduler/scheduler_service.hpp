@@ -74,6 +74,9 @@ class scheduler_service {
   /// The bound port and HOST:PORT.
   [[nodiscard]] int port() const noexcept;
   [[nodiscard]] std::string address() const;
+  /// What replaying the durable state at start found and how long it took (one line; "" without
+  /// a data folder).
+  [[nodiscard]] std::string recovery() const;
 
  private:
   struct impl;
