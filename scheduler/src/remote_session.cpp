@@ -2,6 +2,8 @@
 #include <ember/host/log.hpp>
 #include <ember/scheduler/plan_codec.hpp>
 
+#include <thread>
+
 #include "detail/remote_session.hpp"
 
 namespace ember::detail {
@@ -77,10 +79,42 @@ void remote_session::on_table(transport::connection_id, std::uint16_t type,
   _cv.notify_all();
 }
 
-void remote_session::on_disconnected(transport::connection_id, const std::string& reason) {
+void remote_session::on_disconnected(transport::connection_id id, const std::string& reason) {
   std::lock_guard lock(_mutex);
+  if (id != _scheduler) return;
   _lost = reason;
   _cv.notify_all();
+}
+
+void remote_session::reconnect_if_lost(std::unique_lock<std::mutex>& lock) {
+  _cv.wait(lock, [&] { return !_reconnecting; });  // one thread reconnects, the others wait
+  if (!_lost) return;
+  // The scheduler went away (a restart, say): calls after that reach it again once it is back.
+  auto reason = *_lost;
+  _reconnecting = true;
+  auto where = transport::parse_host_port(_address);
+  auto until = clock_type::now() + _options.reconnect_timeout;
+  lock.unlock();
+  transport::connection_id id = 0;
+  for (;;) {
+    try {
+      id = _net->connect(where.host, where.port);
+      break;
+    } catch (const std::exception&) {
+      if (clock_type::now() >= until) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }
+  lock.lock();
+  _reconnecting = false;
+  _cv.notify_all();
+  if (id == 0)
+    throw transport_error("lost the scheduler at " + _address + " (" + reason +
+                          ") and could not reach it again within " +
+                          std::to_string(_options.reconnect_timeout.count()) + " ms");
+  _scheduler = id;
+  _lost.reset();
+  ++_epoch;
 }
 
 job_result remote_session::run(const plan& p) {
@@ -97,11 +131,15 @@ job_result remote_session::run(const plan& p) {
   s.broadcast_limit_rows = _options.broadcast_limit_rows;
   s.timeout_ms = _options.job_timeout.count();
   s.exchange = static_cast<exchange_path>(_options.exchange);
+  std::uint64_t epoch = 0;
+  transport::connection_id scheduler = 0;
   {
-    std::lock_guard lock(_mutex);
-    if (_lost) throw transport_error("lost the scheduler at " + _address + ": " + *_lost);
+    std::unique_lock lock(_mutex);
+    reconnect_if_lost(lock);
     s.request = _next_request++;
     _pending[s.request];
+    epoch = _epoch;
+    scheduler = _scheduler;
   }
   auto request = s.request;
   struct forget {
@@ -112,7 +150,7 @@ job_result remote_session::run(const plan& p) {
       self->_pending.erase(request);
     }
   } cleanup{this, request};
-  if (!_net->send(_scheduler, static_cast<std::uint16_t>(msg::submit_job), encode(s)))
+  if (!_net->send(scheduler, static_cast<std::uint16_t>(msg::submit_job), encode(s)))
     throw transport_error("lost the scheduler at " + _address);
   // The scheduler enforces the job's timeout; this one only guards against a scheduler that
   // stops answering while its connection stays up.
@@ -133,7 +171,9 @@ job_result remote_session::run(const plan& p) {
     auto& now = _pending.at(request);
     if (now.result) return std::move(*now.result);
     if (now.failure) throw_error(now.failure->kind, now.failure->message);
-    if (_lost) throw transport_error("lost the scheduler at " + _address + ": " + *_lost);
+    if (_lost || _epoch != epoch)
+      throw transport_error("lost the scheduler at " + _address + " while the job ran" +
+                            (_lost ? ": " + *_lost : std::string()) + "; run it again");
     if (deadline && clock_type::now() > *deadline)
       throw timeout("the scheduler at " + _address + " did not answer within the job timeout");
   }
@@ -141,15 +181,17 @@ job_result remote_session::run(const plan& p) {
 
 cluster_status remote_session::status(std::chrono::milliseconds limit) {
   std::uint64_t request;
+  transport::connection_id scheduler = 0;
   {
-    std::lock_guard lock(_mutex);
-    if (_lost) throw transport_error("lost the scheduler at " + _address + ": " + *_lost);
+    std::unique_lock lock(_mutex);
+    reconnect_if_lost(lock);
     request = _next_request++;
     _pending[request];
+    scheduler = _scheduler;
   }
   byte_writer w;
   w.put(request);
-  _net->send(_scheduler, static_cast<std::uint16_t>(msg::status_request), std::move(w.bytes()));
+  _net->send(scheduler, static_cast<std::uint16_t>(msg::status_request), std::move(w.bytes()));
   std::unique_lock lock(_mutex);
   bool answered = _cv.wait_for(lock, limit, [&] { return _pending.at(request).status || _lost; });
   auto reply = std::move(_pending.at(request).status);

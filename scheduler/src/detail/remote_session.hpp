@@ -22,7 +22,8 @@ class remote_session final : public transport::node_handler {
   ~remote_session() override;
 
   /// Runs `p` on the cluster; blocks. Throws the job's error with its original type,
-  /// ember::transport_error when the scheduler connection is lost, ember::timeout past the
+  /// ember::transport_error when the scheduler connection is lost while it runs (the next call
+  /// connects again, see client_options::reconnect_timeout), ember::timeout past the
   /// job timeout (plus a grace period for the scheduler's own answer).
   [[nodiscard]] job_result run(const plan& p);
   /// The scheduler's view of the cluster.
@@ -44,6 +45,10 @@ class remote_session final : public transport::node_handler {
     std::optional<status_reply_msg> status;
   };
 
+  /// Connects again when the scheduler went away (for up to the reconnect timeout). Called with
+  /// the lock held; throws ember::transport_error when it stays away.
+  void reconnect_if_lost(std::unique_lock<std::mutex>& lock);
+
   std::string _address;
   client_options _options;
   std::unique_ptr<transport::node> _net;
@@ -53,6 +58,8 @@ class remote_session final : public transport::node_handler {
   std::map<std::uint64_t, pending> _pending;
   std::uint64_t _next_request = 1;
   std::optional<std::string> _lost;
+  std::uint64_t _epoch = 0;  // bumped on every reconnect
+  bool _reconnecting = false;
 };
 
 }  // namespace ember::detail
