@@ -12,7 +12,9 @@
 #include <ember/host/log.hpp>
 
 #include "bench_cluster.hpp"
+#include "bench_coordination.hpp"
 #include "bench_ops.hpp"
+#include "coordination_commands.hpp"
 #include "run_command.hpp"
 #include "service_commands.hpp"
 #include "size_parser.hpp"
@@ -131,6 +133,20 @@ int run_cli(int argc, char** argv) {
   tasks_cmd->add_option("--workers", tasks.workers, "Worker processes (default 3)");
   tasks_cmd->add_option("--rounds", tasks.rounds, "Timed rounds (default 3)");
   tasks_cmd->add_option("--json", tasks.json_path, "Write the JSON report here");
+  cli::bench_locks_options locks;
+  std::string locks_ops, locks_messages, locks_token_file;
+  auto* locks_cmd = bench_cmd->add_subcommand(
+      "locks", "Lock, key/value and queue round trips through the scheduler, beside Redis");
+  locks_cmd->add_option("--ops", locks_ops, "Lock and key/value round trips (default 20000)");
+  locks_cmd->add_option("--messages", locks_messages, "Messages per queue (default 100000)");
+  locks_cmd->add_option("--rounds", locks.rounds, "Timed rounds (default 3)");
+  locks_cmd->add_option("--json", locks.json_path, "Write the JSON report here");
+  locks_cmd->add_option("--scheduler", locks.scheduler,
+                        "HOST:PORT of a running scheduler (default: start one on loopback)");
+  locks_cmd->add_option("--token-file", locks_token_file, "File holding the cluster token");
+
+  // ember lock | queue | topic | kv
+  cli::coordination_commands coordination(app);
 
   try {
     app.parse(argc, argv);
@@ -158,6 +174,12 @@ int run_cli(int argc, char** argv) {
     if (!tasks_count.empty()) tasks.tasks = cli::parse_count(tasks_count, "--tasks");
     return cli::run_bench_tasks(tasks);
   }
+  if (*locks_cmd) {
+    if (!locks_ops.empty()) locks.ops = cli::parse_count(locks_ops, "--ops");
+    if (!locks_messages.empty()) locks.messages = cli::parse_count(locks_messages, "--messages");
+    if (!locks_token_file.empty()) locks.token = cli::read_token_file(locks_token_file);
+    return cli::run_bench_locks(locks);
+  }
   if (*sched_cmd) {
     if (!sched_token_file.empty()) sched.token = cli::read_token_file(sched_token_file);
     EMBER_EXPECTS(heartbeat_ms > 0, invalid_input, "--heartbeat-ms must be positive");
@@ -181,6 +203,7 @@ int run_cli(int argc, char** argv) {
     ops.backend = parse_backend_choice(ops_backend);
     return cli::run_bench_ops(ops);
   }
+  if (auto code = coordination.run()) return *code;
   return 0;
 }
 

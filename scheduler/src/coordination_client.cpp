@@ -53,17 +53,22 @@ lease::lease(std::shared_ptr<detail::lease_state> state) : _state(std::move(stat
 lease::lease(lease&&) noexcept = default;
 lease& lease::operator=(lease&& other) noexcept {
   if (this != &other) {
-    try {
-      release();
-    } catch (...) {
-    }
+    lease replaced(std::move(*this));  // let go as its destructor does
     _state = std::move(other._state);
   }
   return *this;
 }
 lease::~lease() {
+  if (!_state || !_state->renewing.exchange(false)) return;
+  bool was_held = _state->held.exchange(false);
+  auto session = _state->session.lock();
+  if (!session || !was_held) return;
+  auto r = request(coord_op::lock_release, _state->name);
+  r.owner = _state->owner;
   try {
-    release();
+    // Briefly: a destructor must not hang on a scheduler that is away (the lease then ends at
+    // its ttl).
+    session->call_briefly(r, std::chrono::seconds(2));
   } catch (...) {
     // A lease that expired or a scheduler that is gone: nothing left to give back.
   }
@@ -311,7 +316,7 @@ subscription::~subscription() {
     if (_state->epoch == _state->session->epoch()) {
       auto r = request(coord_op::topic_unsubscribe, _state->topic);
       r.id = _state->id;
-      _state->session->call(r);
+      _state->session->call_briefly(r, std::chrono::seconds(2));
     }
   } catch (...) {
     // Gone with its connection anyway.

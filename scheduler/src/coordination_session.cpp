@@ -63,7 +63,21 @@ std::string coordination_session::new_owner() {
 
 // ---- calls --------------------------------------------------------------------------------------
 
+coord_reply_msg coordination_session::call_briefly(coord_request_msg r, milliseconds limit) {
+  {
+    std::lock_guard lock(_mutex);
+    if (!_connected)
+      throw transport_error("the scheduler at " + _address + " is away (" + _lost_reason + ")");
+  }
+  return call(std::move(r), {}, limit);
+}
+
 coord_reply_msg coordination_session::call(coord_request_msg r, milliseconds wait) {
+  return call(std::move(r), wait, std::nullopt);
+}
+
+coord_reply_msg coordination_session::call(coord_request_msg r, milliseconds wait,
+                                           std::optional<milliseconds> limit) {
   std::unique_lock lock(_mutex);
   EMBER_EXPECTS(!_stopping, invalid_input, "the client is shut down");
   r.request = _next_request++;
@@ -82,8 +96,9 @@ coord_reply_msg coordination_session::call(coord_request_msg r, milliseconds wai
     std::uint64_t id;
     ~forget() { self->_pending.erase(id); }  // runs with the lock held
   } cleanup{this, id};
-  auto deadline = clock_type::now() + std::max(wait, milliseconds(0)) + answer_grace +
-                  _options.reconnect_timeout;
+  auto deadline = clock_type::now() + (limit ? *limit
+                                             : std::max(wait, milliseconds(0)) + answer_grace +
+                                                   _options.reconnect_timeout);
   for (;;) {
     _cv.wait_until(lock, std::min(deadline, clock_type::now() + milliseconds(100)));
     auto& p = _pending.at(id);
@@ -94,7 +109,7 @@ coord_reply_msg coordination_session::call(coord_request_msg r, milliseconds wai
     }
     if (_stopping) throw transport_error("the client is shut down");
     auto now = clock_type::now();
-    if (!_connected && now - _down_since > _options.reconnect_timeout)
+    if (!_connected && (limit || now - _down_since > _options.reconnect_timeout))
       throw transport_error("lost the scheduler at " + _address + " (" + _lost_reason +
                             ") and could not reach it again within " +
                             std::to_string(_options.reconnect_timeout.count()) + " ms");

@@ -60,6 +60,9 @@ class coordination_session final : public transport::node_handler,
   /// acquire timeout) plus the time a reconnect may take. Throws the reply's error with its type,
   /// ember::transport_error when the scheduler stays away, ember::timeout without an answer.
   coord_reply_msg call(coord_request_msg r, std::chrono::milliseconds wait = {});
+  /// A call that gives up after `limit` in all and does not wait for a reconnect (for
+  /// destructors, which must not hang on a scheduler that is away).
+  coord_reply_msg call_briefly(coord_request_msg r, std::chrono::milliseconds limit);
   /// A new lease identity: "<host>:<pid>:<random>/<n>".
   [[nodiscard]] std::string new_owner();
   /// Renews `lease` in the background every third of its ttl until it is released.
@@ -81,6 +84,8 @@ class coordination_session final : public transport::node_handler,
     std::optional<std::string> lost;  // the connection could not be re-established
   };
 
+  coord_reply_msg call(coord_request_msg r, std::chrono::milliseconds wait,
+                       std::optional<std::chrono::milliseconds> limit);
   void reconnect_loop();
   void renew_loop();
 
