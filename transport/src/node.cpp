@@ -133,6 +133,8 @@ struct node::impl {
 
   // Progress thread only.
   std::unordered_map<connection_id, connection> connections;
+  bool tearing_down = false;   // progress thread: close requests go to `closing`
+  std::vector<void*> closing;  // close requests teardown waits for
   std::unordered_map<ucp_ep_h, connection_id> by_ep;
   std::deque<std::pair<connection_id, std::string>> failed;  // from error callbacks
   std::atomic<connection_id> next_id{1};
@@ -270,15 +272,24 @@ struct node::impl {
     for (int i = 0; i < 20; ++i) (void)ucp_worker_progress(worker);
     std::vector<connection_id> ids;
     for (auto& [id, c] : connections) ids.push_back(id);
+    tearing_down = true;
     for (auto id : ids) drop(id, "the node shut down", false);
     for (auto* l : listeners) ucp_listener_destroy(l);
     listeners.clear();
-    // Force-closed endpoints complete their requests (with errors) during progress.
+    // Force-closed endpoints complete their close requests during progress: wait for those
+    // (at most 200 ms), not a fixed time, so that a short-lived client exits at once.
     auto until = clock_type::now() + std::chrono::milliseconds(200);
-    while (clock_type::now() < until) {
+    auto busy = [&] {
+      return std::any_of(closing.begin(), closing.end(),
+                         [](void* r) { return ucp_request_check_status(r) == UCS_INPROGRESS; });
+    };
+    while (busy() && clock_type::now() < until) {
       if (ucp_worker_progress(worker) == 0)
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
+    for (int i = 0; i < 20; ++i) (void)ucp_worker_progress(worker);
+    for (auto* r : closing) ucp_request_free(r);
+    closing.clear();
     ucp_worker_destroy(worker);
     ucp_cleanup(context);
     worker = nullptr;
@@ -344,7 +355,12 @@ struct node::impl {
       p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
       p.flags = UCP_EP_CLOSE_FLAG_FORCE;
       auto* r = ucp_ep_close_nbx(c.ep, &p);
-      if (UCS_PTR_IS_PTR(r)) ucp_request_free(r);
+      if (UCS_PTR_IS_PTR(r)) {
+        if (tearing_down)
+          closing.push_back(r);  // teardown waits for it
+        else
+          ucp_request_free(r);
+      }
     }
     if (c.ready) {
       c.ready->set_exception(std::make_exception_ptr(
