@@ -1,6 +1,9 @@
 #include <cstring>
+#include <ember/host/column_factories.hpp>
 #include <ember/host/error.hpp>
 #include <ember/scheduler/coordination_client.hpp>
+#include <ember/scheduler/plan.hpp>
+#include <ember/scheduler/plan_codec.hpp>
 #include <ember/transport/byte_codec.hpp>
 
 #include "detail/coordination_session.hpp"
@@ -197,6 +200,36 @@ std::uint64_t message_queue::put(std::span<const std::uint8_t> payload, millisec
 std::uint64_t message_queue::put(const std::string& text, milliseconds timeout) {
   auto b = bytes_of(text);
   return put(std::span<const std::uint8_t>(b), timeout);
+}
+
+std::uint64_t message_queue::put(const table_view& rows, milliseconds timeout) {
+  auto b = encode_table_message(rows);
+  return put(std::span<const std::uint8_t>(b), timeout);
+}
+
+std::vector<std::uint8_t> encode_table_message(const table_view& t) {
+  // A plan of one in-memory table source: the plan codec's framing, checksum and checks.
+  plan p;
+  p.add(table_source{std::make_shared<const table>(copy_table(t)), 1});
+  return encode_plan(p);
+}
+
+table decode_table_message(std::span<const std::uint8_t> payload, const std::string& what) {
+  plan p;
+  try {
+    p = decode_plan(payload);
+  } catch (const invalid_input& e) {
+    throw invalid_input(what + " is not a table: " + e.what());
+  }
+  const auto* source = p.nodes.size() == 1 ? std::get_if<table_source>(&p.nodes[0].op) : nullptr;
+  EMBER_EXPECTS(source != nullptr && source->data != nullptr, invalid_input,
+                what + " is not a table message");
+  return copy_table(source->data->view());
+}
+
+table received_message::to_table() const {
+  return decode_table_message(payload,
+                              "message " + std::to_string(id) + " of queue '" + queue + "'");
 }
 
 std::optional<received_message> message_queue::get(milliseconds timeout) {

@@ -6,11 +6,14 @@
 #include <atomic>
 #include <chrono>
 #include <ember/host/error.hpp>
+#include <ember/host/column_factories.hpp>
 #include <ember/scheduler/client.hpp>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "common/tables.hpp"
 
 namespace ember {
 namespace {
@@ -181,6 +184,28 @@ TEST(coordination_client, queues_deliver_in_order_and_redeliver_what_is_not_acke
   auto started = std::chrono::steady_clock::now();
   EXPECT_FALSE(other.get(200ms).has_value());
   EXPECT_GE(std::chrono::steady_clock::now() - started, 190ms);
+}
+
+TEST(coordination_client, small_tables_travel_through_queues) {
+  auto c = make_client();
+  auto q = c.queue("tables");
+  q.create();
+  std::vector<std::pair<std::string, column>> cols;
+  cols.emplace_back("id",
+                    make_column<std::int64_t>(type_id::int64, std::vector<std::int64_t>{1, 2, 3}));
+  cols.emplace_back("name", make_string_column(std::vector<std::string>{"a", "", "ccc"}));
+  auto t = test::make_table(std::move(cols));
+  q.put(t.view());
+  q.put("not a table");
+  auto m = q.get(1s);
+  ASSERT_TRUE(m);
+  auto back = m->to_table();
+  EXPECT_EQ(back.view().names(), t.view().names());
+  EXPECT_EQ(test::rows_of(back.view()), test::rows_of(t.view()));
+  auto text = q.get(1s);
+  ASSERT_TRUE(text);
+  auto err = error_of([&] { (void)text->to_table(); });
+  EXPECT_NE(err.find("of queue 'tables' is not a table"), std::string::npos) << err;
 }
 
 TEST(coordination_client, a_waiting_get_is_served_by_a_later_put) {

@@ -19,6 +19,7 @@
 // unreachable.
 #include <chrono>
 #include <cstdint>
+#include <ember/host/table.hpp>
 #include <ember/scheduler/coordination.hpp>
 #include <ember/scheduler/queue_store.hpp>
 #include <memory>
@@ -126,7 +127,19 @@ struct received_message {
   std::uint64_t id = 0;
   std::vector<std::uint8_t> payload;
   std::uint32_t deliveries = 1;  ///< > 1: delivered before and not acknowledged in time
+  [[nodiscard]] std::string text() const { return {payload.begin(), payload.end()}; }
+  /// The table a put(table_view) sent, in fresh host memory. Throws ember::invalid_input when
+  /// the payload is not an encoded table (naming the queue and the message).
+  [[nodiscard]] table to_table() const;
 };
+
+/// A small host table as a message payload (the plan codec's checked binary form, so a
+/// consumer validates what it decodes). Throws ember::invalid_input for a table that is not in
+/// host memory.
+[[nodiscard]] std::vector<std::uint8_t> encode_table_message(const table_view& t);
+/// The table in such a payload; `what` names it in errors.
+[[nodiscard]] table decode_table_message(std::span<const std::uint8_t> payload,
+                                         const std::string& what);
 
 /// A named bounded FIFO queue (queue_store.hpp). Queues must be created before use.
 class message_queue {
@@ -141,6 +154,10 @@ class message_queue {
   std::uint64_t put(std::span<const std::uint8_t> payload,
                     std::chrono::milliseconds timeout = std::chrono::seconds(10));
   std::uint64_t put(const std::string& text,
+                    std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  /// A small host table (received_message::to_table() turns it back); it counts against the
+  /// queue's max_message_bytes like any message.
+  std::uint64_t put(const table_view& rows,
                     std::chrono::milliseconds timeout = std::chrono::seconds(10));
   /// Takes the oldest message, waiting up to `timeout`; empty when none came. The message must be
   /// acknowledged before its visibility timeout, or it is delivered again.
