@@ -20,6 +20,8 @@ constexpr std::size_t max_key_bytes = 1024;
 constexpr std::size_t max_value_bytes = std::size_t{16} << 20;
 constexpr std::size_t max_topic_message_bytes = std::size_t{1} << 20;
 constexpr std::uint32_t max_subscriber_buffer = 1'000'000;
+// A subscriber's buffer also holds at most this many bytes (its oldest messages go first).
+constexpr std::size_t max_subscriber_bytes = std::size_t{64} << 20;
 
 bool valid_name(const std::string& name) {
   if (name.empty() || name.size() > max_name_bytes) return false;
@@ -139,7 +141,11 @@ void coordination_service::dispatch(connection_id from, coord_request_msg& r, co
       EMBER_EXPECTS(_state->lock_exists(r.name), invalid_input,
                     "there is no lock '" + r.name + "'");
       auto granted = _state->release(r.name, r.owner, now);
-      _lock_waits.erase(r.owner);
+      if (auto w = _lock_waits.find(r.owner); w != _lock_waits.end()) {
+        // A waiter withdrawn by `ember lock release`: its acquire ends, not granted.
+        reply(w->second.to, coord_reply_msg{});
+        _lock_waits.erase(w);
+      }
       reply(to, std::move(m));
       return grant(granted);
     }
@@ -442,11 +448,13 @@ std::uint64_t coordination_service::topic_publish(const std::string& topic,
   for (auto id : it->second) {
     auto& s = _subscribers.at(id);
     // A full buffer drops its oldest message: a slow subscriber never holds the publisher up.
-    if (s.messages.size() >= s.buffer) {
+    s.messages.push_back(payload);
+    s.bytes += payload.size();
+    while (s.messages.size() > s.buffer || s.bytes > max_subscriber_bytes) {
+      s.bytes -= s.messages.front().size();
       s.messages.pop_front();
       ++s.lost;
     }
-    s.messages.push_back(payload);
     if (s.poll) deliver(s);
   }
   return it->second.size();
@@ -482,6 +490,7 @@ void coordination_service::deliver(subscriber& s) {
     w.put<std::uint64_t>(i == 0 ? s.lost : 0);
     w.put<std::uint64_t>(s.messages.front().size());
     w.put_bytes(s.messages.front().data(), s.messages.front().size());
+    s.bytes -= s.messages.front().size();
     s.messages.pop_front();
   }
   m.lost = n > 0 ? s.lost : 0;

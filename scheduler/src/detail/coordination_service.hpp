@@ -74,6 +74,7 @@ class coordination_service {
     std::string topic;
     std::uint32_t buffer = 0;
     std::deque<std::vector<std::uint8_t>> messages;
+    std::size_t bytes = 0;  // payload bytes in `messages`
     std::uint64_t lost = 0;  // dropped since the last delivery
     std::optional<reply_to> poll;
     std::uint32_t poll_max = 0;
