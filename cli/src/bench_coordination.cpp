@@ -354,7 +354,7 @@ queue_round measure_queue(const client& admin_client, const std::string& address
 
 /// What one durable record costs on the filesystem of `dir`: appends of a 64-byte record to a
 /// file there, each followed by fdatasync, as the scheduler's log does before it answers a call
-/// that wrote (a lock acquire logs the new fencing token; a key/value set, its value).
+/// that wrote (a key/value set, a durable put; a lock acquire once per block of 1024 tokens).
 latency_round measure_fdatasync(const fs::path& dir, size_type n) {
   auto path = dir / "fdatasync-probe";
   struct file {
@@ -867,17 +867,18 @@ int run_bench_locks(const bench_locks_options& options) {
   report["ceilings"] = {{"ucx_round_trip", ucx}, {"fdatasync", fdatasync}};
   // Latency ratios are ember / peer (above 1: ember slower); rate ratios ember / peer (below 1:
   // ember slower). A Redis lock is SET NX PX to acquire and one more command to release: the
-  // acquire+release pair compares with SET + GET p50, acquire alone with SET p50. An acquire
-  // cannot beat a transport round trip plus one fdatasync (its token is logged before it
-  // answers), while this Redis runs without persistence.
+  // acquire+release pair compares with SET + GET p50, acquire alone with SET p50. Fencing tokens
+  // are reserved in synced blocks, so an acquire is bound by the transport round trip; a
+  // key/value set+get cannot beat two round trips plus one fdatasync (the set is on disk before
+  // it answers), while this Redis runs without persistence.
   report["ratios"] = {
       {"lock_p50_vs_goal_100us", lock_p50 / lock_goal_us},
       {"lock_p50_vs_redis_set_p50", ratio_or_null(lock_p50, set_p50)},
       {"lock_p50_vs_redis_set_plus_get_p50", ratio_or_null(lock_p50, set_get_p50)},
       {"lock_acquire_p50_vs_redis_set_p50", ratio_or_null(acquire_p50, set_p50)},
       {"lock_acquire_p50_vs_ucx_round_trip", ratio_or_null(acquire_p50, ucx_rt)},
-      {"lock_acquire_p50_vs_ucx_round_trip_plus_fdatasync",
-       ratio_or_null(acquire_p50, ucx_rt > 0 ? ucx_rt + fdatasync_p50 : 0.0)},
+      {"kv_p50_vs_ucx_round_trips_plus_fdatasync",
+       ratio_or_null(kv_p50, ucx_rt > 0 ? 2 * ucx_rt + fdatasync_p50 : 0.0)},
       {"kv_p50_vs_redis_set_plus_get_p50", ratio_or_null(kv_p50, set_get_p50)},
       {"queue_vs_redis_lpush_rpop_pairs", ratio_or_null(queue_rate.median, push_pop_rate)},
       {"queue_vs_redis_min_of_lpush_rpop", ratio_or_null(queue_rate.median, push_pop_min_rate)},
@@ -920,7 +921,7 @@ int run_bench_locks(const bench_locks_options& options) {
       {"64-byte append + fdatasync", "", us(fdatasync_p50),
        us(median(fdatasyncs, &latency_round::p99_us)),
        us(median(fdatasyncs, &latency_round::max_us)), "", "",
-       ratio_cell("acquire p50", ratios["lock_acquire_p50_vs_ucx_round_trip_plus_fdatasync"],
+       ratio_cell("kv set+get p50", ratios["kv_p50_vs_ucx_round_trips_plus_fdatasync"],
                   " of both")}};
   std::cout << "\n";
   print_cells({"measure", "ember (median)", "p50 us", "p99 us", "max us", "redis (median)",
@@ -933,8 +934,9 @@ int run_bench_locks(const bench_locks_options& options) {
             << "ratio: latencies ember/other (above 1: ember slower), rates ember/other (below "
                "1: ember slower); a queue message is put + get + ack in ember, LPUSH + RPOP in "
                "Redis\n"
-            << "an acquire logs its new fencing token (one fdatasync) before it answers; this "
-               "Redis does not persist\n"
+            << "fencing tokens are reserved in synced blocks of 1024, so an acquire rarely "
+               "waits for the disk; a key/value set does (one fdatasync); this Redis does not "
+               "persist\n"
             << "durable queue: each put returns once its message is on disk (fsync'd in group "
                "commits)\n";
   if (!ucx_note.empty()) std::cout << "ceiling: " << ucx_note << "\n";

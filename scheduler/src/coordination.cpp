@@ -12,7 +12,18 @@ using transport::byte_reader;
 using transport::byte_writer;
 
 // Log records: what must survive a restart, each applied the same way live and on replay.
-enum class op : std::uint8_t { token_issued = 1, token_accepted = 2, kv_set = 3, kv_erase = 4 };
+enum class op : std::uint8_t {
+  token_issued = 1,
+  token_accepted = 2,
+  kv_set = 3,
+  kv_erase = 4,
+  token_reserved = 5
+};
+
+// Tokens are reserved in blocks: one synced record covers this many grants, so an acquire does
+// not wait for the disk. After a restart the next token comes after the block (tokens only
+// grow; a restart skips the rest of a block).
+constexpr fencing_token token_block = 1024;
 
 std::string lock_text(const std::string& name) { return "lock '" + name + "'"; }
 
@@ -44,6 +55,7 @@ coordination_state::coordination_state(const std::filesystem::path& dir, bool gr
         if (_log) {
           _log->append(record);
           ++_since_checkpoint;
+          _sync_needed = true;
         }
       }) {
   wal_options o;
@@ -52,6 +64,7 @@ coordination_state::coordination_state(const std::filesystem::path& dir, bool gr
   _log = write_ahead_log::open(
       o, [&](std::uint64_t, std::span<const std::uint8_t> state) { restore(state); },
       [&](std::uint64_t, std::span<const std::uint8_t> record) { apply(record); }, _replay.get());
+  after_replay();
 }
 
 coordination_state::~coordination_state() = default;
@@ -71,6 +84,13 @@ void coordination_state::apply(std::span<const std::uint8_t> record) {
       auto token = r.get<std::uint64_t>("token");
       auto& newest = _tokens[name];
       newest = std::max(newest, token);
+      break;
+    }
+    case op::token_reserved: {
+      auto name = r.get_string("lock name");
+      auto high = r.get<std::uint64_t>("reserved up to");
+      auto& reserved = _reserved[name];
+      reserved = std::max(reserved, high);
       break;
     }
     case op::token_accepted: {
@@ -100,11 +120,12 @@ void coordination_state::apply(std::span<const std::uint8_t> record) {
   if (r.remaining() != 0) r.fail("trailing bytes");
 }
 
-void coordination_state::log_and_apply(std::vector<std::uint8_t> record) {
-  // Written ahead: once a token is handed out or a write acknowledged, a restart still knows it.
+void coordination_state::log_and_apply(std::vector<std::uint8_t> record, bool durable) {
+  // Written ahead: once a write is acknowledged (after sync()), a restart still knows it.
   if (_log) {
     _log->append(record);
     ++_since_checkpoint;
+    _sync_needed |= durable;
   }
   apply(record);
 }
@@ -117,6 +138,8 @@ std::vector<std::uint8_t> coordination_state::snapshot_bytes() const {
     w.put(token);
     auto it = _locks.find(name);
     w.put<std::uint64_t>(it == _locks.end() ? 0 : it->second->accepted);
+    auto r = _reserved.find(name);
+    w.put<std::uint64_t>(r == _reserved.end() ? 0 : r->second);
   }
   w.put_count(_kv.size());
   for (const auto& [key, e] : _kv) {
@@ -131,11 +154,13 @@ std::vector<std::uint8_t> coordination_state::snapshot_bytes() const {
 
 void coordination_state::restore(std::span<const std::uint8_t> bytes) {
   byte_reader r(bytes, "coordination snapshot");
-  auto locks = r.get_count("locks", 20);
+  auto locks = r.get_count("locks", 28);
   for (std::size_t i = 0; i < locks; ++i) {
     auto name = r.get_string("lock name");
     _tokens[name] = r.get<std::uint64_t>("token");
     auto accepted = r.get<std::uint64_t>("accepted token");
+    if (auto reserved = r.get<std::uint64_t>("reserved token"); reserved > 0)
+      _reserved[name] = reserved;
     if (accepted > 0) {
       auto& lock = _locks[name];
       if (!lock) lock = std::make_unique<lock_state>();
@@ -161,7 +186,16 @@ void coordination_state::checkpoint() {
 }
 
 void coordination_state::sync() {
-  if (_log) _log->sync();
+  if (!_log || !_sync_needed) return;
+  _log->sync();
+  _sync_needed = false;
+}
+
+void coordination_state::after_replay() {
+  // Tokens handed out from a reserved block may not all have reached the disk (a machine crash):
+  // the next token comes after the whole block. newest_token() stays the newest the log
+  // recorded, so its holder can reclaim its lease and write with it.
+  _floor = _reserved;
 }
 
 // ---- locks -----------------------------------------------------------------------------------
@@ -201,12 +235,23 @@ std::vector<lock_grant> coordination_state::grant_waiters(lock_state& lock, cons
   while (static_cast<int>(lock.holders.size()) < lock.permits && !lock.waiters.empty()) {
     auto w = std::move(lock.waiters.front());
     lock.waiters.pop_front();
-    auto token = newest_token(name) + 1;
+    auto floor = _floor.find(name);
+    auto token = std::max(newest_token(name), floor == _floor.end() ? 0 : floor->second) + 1;
+    auto reserved = _reserved.find(name);
+    if (reserved == _reserved.end() || token > reserved->second) {
+      byte_writer block;
+      block.put(static_cast<std::uint8_t>(op::token_reserved));
+      block.put_string(name);
+      block.put(token + token_block - 1);
+      log_and_apply(std::move(block.bytes()));
+    }
+    // The exact token is logged too, without waiting for the disk: the block above already
+    // keeps tokens growing across a crash; this one lets the holder reclaim its lease.
     byte_writer rec;
     rec.put(static_cast<std::uint8_t>(op::token_issued));
     rec.put_string(name);
     rec.put(token);
-    log_and_apply(std::move(rec.bytes()));
+    log_and_apply(std::move(rec.bytes()), false);
     lock.holders[w.owner] = lock_state::holder{token, w.ttl, now + w.ttl};
     granted.push_back(lock_grant{name, w.owner, token, now + w.ttl});
   }
@@ -223,8 +268,7 @@ bool coordination_state::renew(const std::string& name, const std::string& owner
 }
 
 std::optional<lock_grant> coordination_state::reclaim(const std::string& name,
-                                                      const std::string& owner,
-                                                      fencing_token token,
+                                                      const std::string& owner, fencing_token token,
                                                       std::chrono::milliseconds ttl,
                                                       time_point now) {
   if (token == 0 || token != newest_token(name) || ttl.count() <= 0) return std::nullopt;

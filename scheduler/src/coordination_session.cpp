@@ -100,7 +100,9 @@ coord_reply_msg coordination_session::call(coord_request_msg r, milliseconds wai
                                              : std::max(wait, milliseconds(0)) + answer_grace +
                                                    _options.reconnect_timeout);
   for (;;) {
-    _cv.wait_until(lock, std::min(deadline, clock_type::now() + milliseconds(100)));
+    // The reply may have come while the lock was released for the send: look before waiting.
+    _cv.wait_until(lock, std::min(deadline, clock_type::now() + milliseconds(100)),
+                   [&] { return _pending.at(id).reply.has_value() || _stopping; });
     auto& p = _pending.at(id);
     if (p.reply) {
       auto reply = std::move(*p.reply);

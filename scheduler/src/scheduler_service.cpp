@@ -171,6 +171,10 @@ struct scheduler_service::impl final : transport::node_handler {
   std::uint64_t next_job = 1;
   std::int64_t finished_jobs = 0;
   std::int64_t tasks_done = 0;
+  // Coordination requests are answered on the transport's progress thread (no hop through the
+  // event loop: a lock round trip is latency-bound), their replies sent at the end of each
+  // progress turn after one log sync; the event loop drives its timers and system events.
+  std::mutex coordination_mutex;  // guards coordination
   std::unique_ptr<detail::coordination_service> coordination;
 
   explicit impl(const scheduler_service_options& o) : options(o) {
@@ -258,7 +262,18 @@ struct scheduler_service::impl final : transport::node_handler {
   void on_connected(const transport::peer_info& peer) override { push(connected_event{peer}); }
   void on_message(connection_id from, std::uint16_t type,
                   std::span<const std::uint8_t> body) override {
+    if (type == static_cast<std::uint16_t>(msg::coord_request)) {
+      // A malformed request throws here and the transport drops the peer.
+      auto request = decode<coord_request_msg>(msg::coord_request, body, net->peer_address(from));
+      std::lock_guard lock(coordination_mutex);
+      coordination->handle(from, std::move(request), clock_type::now());
+      return;
+    }
     push(message_event{from, type, {body.begin(), body.end()}});
+  }
+  void on_turn_end() override {
+    std::lock_guard lock(coordination_mutex);
+    if (coordination) coordination->flush();
   }
   void on_table(connection_id from, std::uint16_t type, std::span<const std::uint8_t> header,
                 table rows) override {
@@ -296,6 +311,7 @@ struct scheduler_service::impl final : transport::node_handler {
         check_workers();
         check_jobs();
         schedule();
+        std::lock_guard lock(coordination_mutex);
         coordination->tick(clock_type::now());
       } catch (const std::exception& x) {
         logger().error("scheduler: {}", x.what());
@@ -319,7 +335,10 @@ struct scheduler_service::impl final : transport::node_handler {
       worker_died(it->second, e.reason);
       return;
     }
-    coordination->disconnected(e.id, clock_type::now());
+    {
+      std::lock_guard lock(coordination_mutex);
+      coordination->disconnected(e.id, clock_type::now());
+    }
     // A client went away: its jobs are cancelled.
     std::vector<std::uint64_t> gone;
     for (auto& [id, job] : jobs)
@@ -366,9 +385,6 @@ struct scheduler_service::impl final : transport::node_handler {
         return exchange_done(e.from, decode_from<nccl_exchange_done_msg>(m, e.from, e.body));
       case msg::submit_job:
         return submit(e.from, decode_from<submit_job_msg>(m, e.from, e.body));
-      case msg::coord_request:
-        return coordination->handle(e.from, decode_from<coord_request_msg>(m, e.from, e.body),
-                                    clock_type::now());
       case msg::status_request: {
         auto r = reader_for(m, e.body, net->peer_address(e.from));
         auto request = r.get<std::uint64_t>("request");
@@ -415,6 +431,7 @@ struct scheduler_service::impl final : transport::node_handler {
 
   /// A system event for the topic's subscribers.
   void publish(const char* topic, const std::string& json) {
+    std::lock_guard lock(coordination_mutex);
     coordination->publish(topic, json, clock_type::now());
   }
 

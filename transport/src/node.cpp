@@ -224,6 +224,11 @@ struct node::impl {
           break;
         }
       }
+      try {
+        handler.on_turn_end();
+      } catch (const std::exception& e) {
+        logger().error("{}: on_turn_end threw: {}", options.name, e.what());
+      }
       handle_failures();
       check_deadlines();
       if (stop_now) break;

@@ -7,7 +7,9 @@
 // lock name, across restarts too; or queues the caller (first in, first out). A lease lives while
 // its holder renews it; release() or expiry hands the lock to the next waiter with a larger
 // token. A lock with `permits` > 1 is a semaphore. Leases themselves are not durable: after a
-// restart nobody holds anything, and the next holder's token is still larger than any before.
+// restart nobody holds anything, and the next holder's token is still larger than any before:
+// tokens are reserved in durable blocks of 1024 (one synced record per block, so an acquire does
+// not wait for the disk), and a restart continues after the last block.
 //
 // Fencing. A write that a lock protects carries the holder's token; accept_token() rejects a
 // token older than the newest one seen for that lock, so a holder that paused past its lease
@@ -83,7 +85,8 @@ class coordination_state {
   /// Extends `owner`'s lease by its ttl from now. False when it holds none (it expired).
   bool renew(const std::string& name, const std::string& owner, time_point now);
   /// Gives `owner` its lease back after a scheduler restart (leases are not durable): granted
-  /// when `token` is still the newest token of `name`, a permit is free and nobody waits.
+  /// when `token` is still the newest token of `name` the log recorded, a permit is free and
+  /// nobody waits.
   std::optional<lock_grant> reclaim(const std::string& name, const std::string& owner,
                                     fencing_token token, std::chrono::milliseconds ttl,
                                     time_point now);
@@ -140,13 +143,18 @@ class coordination_state {
   struct lock_state;
   struct durable;
   void apply(std::span<const std::uint8_t> record);
-  void log_and_apply(std::vector<std::uint8_t> record);
+  /// `durable`: the change must be on disk before it is acknowledged (sync() does that).
+  void log_and_apply(std::vector<std::uint8_t> record, bool durable = true);
+  void after_replay();
   std::vector<lock_grant> grant_waiters(lock_state& lock, const std::string& name, time_point now);
   std::vector<std::uint8_t> snapshot_bytes() const;
   void restore(std::span<const std::uint8_t> bytes);
 
   std::map<std::string, std::unique_ptr<lock_state>> _locks;
-  std::map<std::string, fencing_token> _tokens;  // newest issued or accepted, per lock
+  std::map<std::string, fencing_token> _tokens;    // newest issued or accepted, per lock
+  std::map<std::string, fencing_token> _reserved;  // durable: tokens up to here may be out
+  std::map<std::string, fencing_token> _floor;     // since opening, tokens come after this
+  bool _sync_needed = false;                       // a durable change awaits sync()
   std::map<std::string, kv_entry> _kv;
   std::unique_ptr<write_ahead_log> _log;
   std::unique_ptr<wal_replay_report> _replay;

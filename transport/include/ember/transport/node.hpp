@@ -89,6 +89,11 @@ class node_handler {
     (void)id;
     (void)reason;
   }
+  /// After each turn of progress (a bounded number of UCX progress calls, which delivered zero
+  /// or more messages): a handler that answers messages on the progress thread can send the
+  /// turn's replies together here (one log sync for all of them, say). Must not block long:
+  /// the node makes no progress meanwhile.
+  virtual void on_turn_end() {}
 };
 
 /// Counters since the node started.
