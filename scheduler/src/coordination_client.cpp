@@ -241,6 +241,19 @@ std::optional<received_message> message_queue::get(milliseconds timeout) {
   return received_message{_name, reply.id, std::move(reply.value), reply.deliveries};
 }
 
+std::optional<received_message> message_queue::ack_and_get(const received_message& done,
+                                                           milliseconds timeout) {
+  expect_wait(timeout, ("queue '" + _name + "'").c_str());
+  EMBER_EXPECTS(done.queue == _name, invalid_input,
+                "a message of queue '" + done.queue + "' acknowledged on queue '" + _name + "'");
+  auto r = request(coord_op::queue_ack_get, _name);
+  r.id = done.id;
+  r.timeout_ms = timeout.count();
+  auto reply = expect_session(_session, "queue")->call(r, timeout);
+  if (!reply.found) return std::nullopt;
+  return received_message{_name, reply.id, std::move(reply.value), reply.deliveries};
+}
+
 void message_queue::ack(const received_message& m) {
   EMBER_EXPECTS(m.queue == _name, invalid_input,
                 "a message of queue '" + m.queue + "' acknowledged on queue '" + _name + "'");

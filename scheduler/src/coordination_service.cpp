@@ -230,6 +230,11 @@ void coordination_service::dispatch(connection_id from, coord_request_msg& r, co
       return queue_put(from, r, now);
     case coord_op::queue_get:
       return queue_get(from, r, now);
+    case coord_op::queue_ack_get:
+      // One round trip for a consumer's loop: the ack fails the call before anything is taken.
+      _state->queues().ack(r.name, r.id, consumer_of(from));
+      serve_queue(r.name, now);
+      return queue_get(from, r, now);
     case coord_op::queue_ack:
       _state->queues().ack(r.name, r.id, consumer_of(from));
       reply(to, std::move(m));

@@ -119,8 +119,8 @@ class local_task_io final : public detail::task_io {
 void run_local_task(context& ctx, int device, job_state& job, int stage_index, int partition) {
   local_task_io io(job, stage_index, partition);
   const auto& s = job.plan.stages[static_cast<std::size_t>(stage_index)];
-  auto out = detail::run_task(ctx, device, s, job.node_partitions[static_cast<std::size_t>(stage_index)],
-                              partition, io);
+  auto out = detail::run_task(
+      ctx, device, s, job.node_partitions[static_cast<std::size_t>(stage_index)], partition, io);
   std::lock_guard lock(job.mutex);
   auto& st = job.stages[static_cast<std::size_t>(stage_index)];
   st.rows_out += out.rows;

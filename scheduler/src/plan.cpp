@@ -89,10 +89,10 @@ std::vector<node_id> inputs_of(const node_op& op) {
 }
 
 std::string_view op_name(const node_op& op) noexcept {
-  static constexpr std::string_view names[] = {
-      "table",     "read_text", "generate", "exchange", "project", "filter", "tokenize",
-      "aggregate", "distinct",  "sort",     "top_k",    "join",    "concat", "limit",
-      "repartition"};
+  static constexpr std::string_view names[] = {"table",    "read_text", "generate",   "exchange",
+                                               "project",  "filter",    "tokenize",   "aggregate",
+                                               "distinct", "sort",      "top_k",      "join",
+                                               "concat",   "limit",     "repartition"};
   static_assert(std::size(names) == std::variant_size_v<node_op>);
   return names[op.index()];
 }

@@ -560,10 +560,11 @@ status_reply_msg status_reply_msg::decode(byte_reader& r) {
 
 std::string_view to_string(coord_op op) noexcept {
   static constexpr std::string_view names[] = {
-      "lock acquire", "lock renew",    "lock release",    "lock check", "lock list",
-      "kv get",       "kv set",        "kv cas",          "kv erase",   "kv list",
-      "queue create", "queue drop",    "queue put",       "queue get",  "queue ack",
-      "queue list",   "topic publish", "topic subscribe", "topic poll", "topic unsubscribe"};
+      "lock acquire",     "lock renew",    "lock release",    "lock check", "lock list",
+      "kv get",           "kv set",        "kv cas",          "kv erase",   "kv list",
+      "queue create",     "queue drop",    "queue put",       "queue get",  "queue ack",
+      "queue list",       "topic publish", "topic subscribe", "topic poll", "topic unsubscribe",
+      "queue ack and get"};
   auto i = static_cast<std::size_t>(op);
   return i < std::size(names) ? names[i] : "unknown";
 }

@@ -208,6 +208,26 @@ TEST(coordination_client, small_tables_travel_through_queues) {
   EXPECT_NE(err.find("of queue 'tables' is not a table"), std::string::npos) << err;
 }
 
+TEST(coordination_client, ack_and_get_is_one_round_trip_of_a_consumer_loop) {
+  auto c = make_client();
+  auto q = c.queue("loop");
+  q.create();
+  for (int i = 0; i < 3; ++i) q.put(std::string(1, 'a') + std::to_string(i));
+  auto m = q.get(1s);
+  ASSERT_TRUE(m);
+  std::vector<std::string> seen{m->text()};
+  while (auto next = q.ack_and_get(*m, 100ms)) {
+    seen.push_back(next->text());
+    m = std::move(next);
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"a0", "a1", "a2"}));
+  EXPECT_EQ(q.info().acked, 3u);
+  // A message that is not this consumer's any more: the ack fails and nothing is taken.
+  q.put("kept");
+  EXPECT_THROW((void)q.ack_and_get(*m, 0ms), invalid_input);
+  EXPECT_EQ(q.info().ready, 1u);
+}
+
 TEST(coordination_client, a_waiting_get_is_served_by_a_later_put) {
   auto c = make_client();
   auto q = c.queue("handoff");

@@ -312,7 +312,8 @@ enum class coord_op : std::uint8_t {
   topic_subscribe,    // name, buffer -> id (subscription)
   topic_poll,         // id, max_messages, timeout_ms -> items (messages), lost
   topic_unsubscribe,  // id
-  last = topic_unsubscribe
+  queue_ack_get,      // name, id (acked first), timeout_ms -> as queue_get
+  last = queue_ack_get
 };
 [[nodiscard]] std::string_view to_string(coord_op op) noexcept;
 

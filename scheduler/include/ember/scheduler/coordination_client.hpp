@@ -166,6 +166,10 @@ class message_queue {
   /// consumer's (its visibility timeout passed and it went to another).
   void ack(const received_message& m);
   void ack(std::uint64_t id);
+  /// ack(done), then get(timeout), in one round trip (a consumer's loop). Throws like ack()
+  /// when `done` is no longer this consumer's; nothing is taken then.
+  std::optional<received_message> ack_and_get(const received_message& done,
+                                              std::chrono::milliseconds timeout);
   [[nodiscard]] queue_info info();
   [[nodiscard]] const std::string& name() const noexcept { return _name; }
 
