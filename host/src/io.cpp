@@ -71,6 +71,10 @@ void write_csv(const table_view& t, std::ostream& out) {
     for (size_type c = 0; c < t.num_columns(); ++c) {
       if (c > 0) out << ',';
       auto v = get_scalar(t.column(c), r);
+      if (v.valid() && v.type() == type_id::string && v.to_text().empty()) {
+        out << "\"\"";  // an empty string, which an empty field (a null) is not
+        continue;
+      }
       write_field(out, v.to_text(), v.type() == type_id::string);
     }
     out << '\n';

@@ -17,7 +17,7 @@ namespace ember {
 
 /// Writes a host table as CSV: a header row with the column names, then one line per row.
 /// Strings are quoted when they hold a comma, quote, CR or LF (quotes doubled); nulls are empty
-/// fields; floats use the shortest text that reads back exactly; timestamps are ISO 8601 UTC
+/// fields and empty strings are `""`; floats use the shortest text that reads back exactly; timestamps are ISO 8601 UTC
 /// with nanoseconds; bools are true/false.
 void write_csv(const table_view& table, std::ostream& out);
 /// write_csv into `path` (created or truncated). Throws ember::invalid_input naming the path
