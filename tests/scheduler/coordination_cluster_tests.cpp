@@ -170,6 +170,33 @@ TEST(coordination_cluster, messages_of_a_killed_consumer_go_to_another_and_none_
   EXPECT_EQ(info.redelivered, 50u);
 }
 
+// The scheduler's system topics: workers joining and leaving, job progress and ends.
+TEST(coordination_cluster, system_topics_tell_of_workers_and_jobs) {
+  auto cluster = scheduler_only();
+  auto c = connect(cluster);
+  auto workers = c.topic(workers_topic).subscribe(64);
+  auto jobs = c.topic(jobs_topic).subscribe(1024);
+  auto& w = cluster.start_worker();
+  auto joined = workers.next(10s);
+  ASSERT_TRUE(joined.has_value());
+  EXPECT_NE(joined->text().find("\"event\": \"joined\""), std::string::npos) << joined->text();
+  auto job =
+      c.generate("keyed", 10'000).group_by({"key"}, {{aggregation_kind::count_all, "", "n"}});
+  EXPECT_GT(job.collect().num_rows(), 0);
+  bool progress = false, done = false;
+  while (auto m = jobs.next(2s)) {
+    progress |= m->text().find("\"event\": \"progress\"") != std::string::npos;
+    done |= m->text().find("\"event\": \"done\"") != std::string::npos;
+    if (done) break;
+  }
+  EXPECT_TRUE(progress);
+  EXPECT_TRUE(done);
+  w.signal(SIGKILL);
+  auto left = workers.next(10s);
+  ASSERT_TRUE(left.has_value());
+  EXPECT_NE(left->text().find("\"event\": \"left\""), std::string::npos) << left->text();
+}
+
 // A workload of lock, durable queue and key/value calls runs while the scheduler is killed and
 // restarted 20 times: tokens keep growing, every message whose put returned is still there.
 TEST(coordination_cluster, twenty_scheduler_restarts_lose_no_token_and_no_accepted_message) {
