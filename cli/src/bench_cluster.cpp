@@ -1,3 +1,4 @@
+#include "bench_env.hpp"
 #include "bench_cluster.hpp"
 
 #include <unistd.h>
@@ -26,17 +27,6 @@ namespace ember::cli {
 namespace {
 
 using clock_type = std::chrono::steady_clock;
-
-// UCX stays on loopback: otherwise it may open lanes on other interfaces for 127.0.0.1.
-const std::vector<std::string> loopback_env = {"UCX_NET_DEVICES=lo",
-                                               "UCX_SOCKADDR_TLS_PRIORITY=tcp"};
-
-void set_loopback_env() {
-  for (const auto& e : loopback_env) {
-    auto eq = e.find('=');
-    ::setenv(e.substr(0, eq).c_str(), e.substr(eq + 1).c_str(), 0);
-  }
-}
 
 int& clusters_started() {
   static int n = 0;
@@ -132,14 +122,6 @@ std::string gbps(double bytes_per_second) {
   return buf;
 }
 
-nlohmann::json machine() {
-  context_options o;
-  o.backend = backend_choice::cpu;
-  o.cpu_threads = 1;
-  auto ctx = context::create(o);
-  return machine_info(*ctx);
-}
-
 void write_report(const nlohmann::json& report, const std::string& path) {
   if (path.empty()) return;
   std::ofstream(path) << report.dump(2) << "\n";
@@ -161,7 +143,7 @@ int run_bench_shuffle(const bench_cluster_options& options) {
   report["parameters"] = {{"bytes", rows * row_bytes},  {"rows", rows},
                           {"workers", options.workers}, {"rounds", options.rounds},
                           {"backend", options.backend}, {"exchange", options.exchange}};
-  report["machine"] = machine();
+  report["machine"] = host_machine_info();
   report["results"] = nlohmann::json::array();
   std::vector<std::vector<std::string>> summary;
   for (const auto& transport : options.transports) {
@@ -278,7 +260,7 @@ int run_bench_tasks(const bench_cluster_options& options) {
   report["workload"] = "tasks";
   report["parameters"] = {
       {"tasks", options.tasks}, {"workers", options.workers}, {"rounds", options.rounds}};
-  report["machine"] = machine();
+  report["machine"] = host_machine_info();
   auto tasks = static_cast<int>(options.tasks);
   auto measure = [&](client& c) {
     // One generated row per task: each task is a message there, a near-empty operator, and a

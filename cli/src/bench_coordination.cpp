@@ -1,3 +1,4 @@
+#include "bench_env.hpp"
 #include "bench_coordination.hpp"
 
 #include <arpa/inet.h>
@@ -53,17 +54,6 @@ constexpr int producers = 4;
 constexpr int consumers = 4;
 /// The coordination services' goal for a lock round trip (acquire + release), at the median.
 constexpr double lock_goal_us = 100;
-
-// UCX stays on loopback: otherwise it may open lanes on other interfaces for 127.0.0.1.
-const std::vector<std::string> loopback_env = {"UCX_NET_DEVICES=lo",
-                                               "UCX_SOCKADDR_TLS_PRIORITY=tcp"};
-
-void set_loopback_env() {
-  for (const auto& e : loopback_env) {
-    auto eq = e.find('=');
-    ::setenv(e.substr(0, eq).c_str(), e.substr(eq + 1).c_str(), 0);
-  }
-}
 
 double micros(clock_type::duration d) {
   return std::chrono::duration<double, std::micro>(d).count();
@@ -652,14 +642,6 @@ nlohmann::json ratio_or_null(double a, double b) {
   return a > 0 && b > 0 ? nlohmann::json(a / b) : nlohmann::json(nullptr);
 }
 
-nlohmann::json machine() {
-  context_options o;
-  o.backend = backend_choice::cpu;
-  o.cpu_threads = 1;
-  auto ctx = context::create(o);
-  return machine_info(*ctx);
-}
-
 }  // namespace
 
 int run_bench_locks(const bench_locks_options& options) {
@@ -788,7 +770,7 @@ int run_bench_locks(const bench_locks_options& options) {
                           {"scheduler_started_by_bench", scheduler != nullptr},
                           {"transport", "UCX tcp over loopback"}};
   if (scheduler) report["parameters"]["scheduler_data_dir"] = (dir / "data").string();
-  report["machine"] = machine();
+  report["machine"] = host_machine_info();
   auto queue_json = [&](const std::vector<queue_round>& rounds, bool durable) {
     nlohmann::json j = {
         {"what", std::to_string(producers) + " producer and " + std::to_string(consumers) +

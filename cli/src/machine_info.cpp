@@ -31,4 +31,12 @@ nlohmann::json machine_info(const context& ctx) {
   };
 }
 
+nlohmann::json host_machine_info() {
+  context_options o;
+  o.backend = backend_choice::cpu;
+  o.cpu_threads = 1;
+  auto ctx = context::create(o);
+  return machine_info(*ctx);
+}
+
 }  // namespace ember::cli

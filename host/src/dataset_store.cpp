@@ -14,6 +14,7 @@
 #include <ctime>
 #include <ember/host/column_device_view.hpp>
 #include <ember/host/column_factories.hpp>
+#include <ember/host/json_text.hpp>
 #include <ember/host/dataset_store.hpp>
 #include <ember/host/error.hpp>
 #include <ember/host/log.hpp>
@@ -284,44 +285,7 @@ bool valid_utf8(std::string_view s) noexcept {
   return true;
 }
 
-void put_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\b':
-        out += "\\b";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      default:
-        if (c < 0x20) {
-          char e[8];
-          std::snprintf(e, sizeof e, "\\u%04x", c);
-          out += e;
-        } else {
-          out += ch;
-        }
-    }
-  }
-  out += '"';
-}
+void put_string(std::string& out, std::string_view s) { out += json_quote(s); }
 
 // Finite doubles in the shortest form that reads back exactly; the others as strings, which
 // JSON has no numbers for.
@@ -1060,59 +1024,6 @@ void remove_version(const fs::path& dir, std::uint64_t v) {
   remove_quietly(dir / version_dir_name(v));
 }
 
-// ---- tables
-// ---------------------------------------------------------------------------------------
-
-column concatenate_column(const std::vector<column_view>& pieces, type_id type,
-                          memory_resource& mr) {
-  size_type rows = 0;
-  bool nullable = false;
-  for (const auto& p : pieces) {
-    rows += p.size();
-    nullable = nullable || p.nullable();
-  }
-  buffer mask;
-  if (nullable) {
-    mask = buffer(static_cast<std::size_t>(bitmask_words(rows)) * sizeof(bitmask_type), mr);
-    auto* out = mask.data_as<bitmask_type>();
-    std::memset(out, 0, mask.size());
-    size_type at = 0;
-    for (const auto& p : pieces)
-      for (size_type i = 0; i < p.size(); ++i, ++at)
-        if (bit_is_set(p.null_mask(), p.mask_offset() + i))
-          out[at >> 5] |= bitmask_type{1} << (at & 31);
-  }
-  if (type != type_id::string) {
-    auto width = size_of(type);
-    buffer data(static_cast<std::size_t>(rows * width), mr);
-    auto* out = data.data_as<char>();
-    for (const auto& p : pieces) {
-      if (p.size() > 0) std::memcpy(out, p.data(), static_cast<std::size_t>(p.size() * width));
-      out += p.size() * width;
-    }
-    return column(type, rows, std::move(data), std::move(mask));
-  }
-  size_type chars = 0;
-  for (const auto& p : pieces)
-    if (p.size() > 0) chars += p.offsets()[p.size()] - p.offsets()[0];
-  buffer offsets(static_cast<std::size_t>(rows + 1) * sizeof(size_type), mr);
-  buffer bytes(static_cast<std::size_t>(chars), mr);
-  auto* off = offsets.data_as<size_type>();
-  auto* out = bytes.data_as<char>();
-  size_type row = 0, pos = 0;
-  off[0] = 0;
-  for (const auto& p : pieces) {
-    if (p.size() == 0) continue;
-    auto first = p.offsets()[0];
-    auto n = p.offsets()[p.size()] - first;
-    if (n > 0) std::memcpy(out + pos, p.chars() + first, static_cast<std::size_t>(n));
-    for (size_type i = 1; i <= p.size(); ++i) off[row + i] = pos + p.offsets()[i] - first;
-    row += p.size();
-    pos += n;
-  }
-  return column(rows, std::move(offsets), std::move(bytes), std::move(mask));
-}
-
 }  // namespace
 
 // ---- manifest -----------------------------------------------------------------------------------
@@ -1550,7 +1461,7 @@ table dataset_store::read(std::string_view name, std::optional<std::uint64_t> ve
   for (std::size_t c = 0; c < names.size(); ++c) {
     std::vector<column_view> pieces;
     for (const auto& t : parts) pieces.push_back(t.view().column(static_cast<size_type>(c)));
-    out.push_back(concatenate_column(pieces, types[c], mr));
+    out.push_back(concatenate_columns(pieces, types[c], mr));
   }
   return table(std::move(out), std::move(names));
 }

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <deque>
 #include <ember/host/error.hpp>
+#include <ember/host/json_text.hpp>
 #include <ember/host/log.hpp>
 #include <ember/scheduler/coordination_client.hpp>
 #include <ember/scheduler/placement.hpp>
@@ -32,36 +33,6 @@ namespace {
 using clock_type = std::chrono::steady_clock;
 using transport::connection_id;
 using namespace detail;
-
-// A JSON string literal of `s` (system topic events are small JSON objects).
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
 
 double seconds_between(clock_type::time_point a, clock_type::time_point b) {
   return std::chrono::duration<double>(b - a).count();
@@ -423,8 +394,8 @@ struct scheduler_service::impl final : transport::node_handler {
     r.heartbeat_ms = static_cast<std::int32_t>(options.heartbeat_interval.count());
     net->send(conn, static_cast<std::uint16_t>(msg::registered), encode(r));
     publish(workers_topic, "{\"event\": \"joined\", \"worker\": " + std::to_string(w.id) +
-                               ", \"name\": " + json_string(w.info.name) +
-                               ", \"description\": " + json_string(w.info.description) + "}");
+                               ", \"name\": " + json_quote(w.info.name) +
+                               ", \"description\": " + json_quote(w.info.description) + "}");
     workers[w.id] = std::move(w);
     broadcast_peers();
   }
@@ -472,8 +443,8 @@ struct scheduler_service::impl final : transport::node_handler {
     worker_of.erase(w.conn);
     logger().warn("scheduler: worker {} ({}) is dead: {}", id, w.info.name, reason);
     publish(workers_topic, "{\"event\": \"left\", \"worker\": " + std::to_string(id) +
-                               ", \"name\": " + json_string(w.info.name) +
-                               ", \"reason\": " + json_string(reason) + "}");
+                               ", \"name\": " + json_quote(w.info.name) +
+                               ", \"reason\": " + json_quote(reason) + "}");
     std::vector<std::uint64_t> ids;
     for (auto& [job_id, job] : jobs) ids.push_back(job_id);
     for (auto job_id : ids) {
@@ -870,7 +841,7 @@ struct scheduler_service::impl final : transport::node_handler {
     m.total = static_cast<std::int64_t>(st.tasks.size());
     net->send(job.client, static_cast<std::uint16_t>(msg::job_progress), encode(m));
     publish(jobs_topic, "{\"event\": \"progress\", \"job\": " + std::to_string(job.id) +
-                            ", \"stage\": " + json_string(m.stage) +
+                            ", \"stage\": " + json_quote(m.stage) +
                             ", \"done\": " + std::to_string(m.done) +
                             ", \"total\": " + std::to_string(m.total) + "}");
   }
@@ -882,12 +853,12 @@ struct scheduler_service::impl final : transport::node_handler {
     if (t == nullptr) return;
     const auto& name = job->plan.stages[static_cast<std::size_t>(f.stage)].name;
     publish(failures_topic, "{\"event\": \"task_failed\", \"job\": " + std::to_string(f.job) +
-                                ", \"stage\": " + json_string(name) +
+                                ", \"stage\": " + json_quote(name) +
                                 ", \"partition\": " + std::to_string(f.partition) +
                                 ", \"attempt\": " + std::to_string(f.attempt) +
                                 ", \"worker\": " + std::to_string(worker_of.at(from)) +
                                 ", \"input_lost\": " + (f.input_lost ? "true" : "false") +
-                                ", \"message\": " + json_string(f.message) + "}");
+                                ", \"message\": " + json_quote(f.message) + "}");
     if (f.input_lost && ++t->lost_inputs <= options.max_attempts * 4) {
       // Its inputs died with a worker; they are recomputed, then it runs again.
       t->st = task_state::pending;
@@ -957,7 +928,7 @@ struct scheduler_service::impl final : transport::node_handler {
 
   void send_failure(job_rec& job, error_kind kind, const std::string& message) {
     publish(jobs_topic, "{\"event\": \"failed\", \"job\": " + std::to_string(job.id) +
-                            ", \"message\": " + json_string(message) + "}");
+                            ", \"message\": " + json_quote(message) + "}");
     job_failed_msg f;
     f.request = job.request;
     f.kind = kind;

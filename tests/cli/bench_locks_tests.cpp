@@ -11,28 +11,15 @@
 
 #include <gtest/gtest.h>
 #include "common/paths.hpp"
+#include "common/run_ember.hpp"
 #include <nlohmann/json.hpp>
 
 namespace {
 
 namespace fs = std::filesystem;
 
-struct run_result {
-  int status;
-  std::string output;  // stdout and stderr together
-};
-
-// Runs the `ember` executable through the shell; `env` ("NAME=value ...") is set for it alone.
-run_result run_ember(const std::string& args, const std::string& env = "") {
-  std::string cmd = env + " " + ember::test::ember_executable().string() + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return {-1, "popen failed"};
-  std::string out;
-  char buf[4096];
-  while (std::size_t n = fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using ember::test::run_ember;
+using ember::test::run_result;
 
 class bench_locks : public ::testing::Test {
  protected:

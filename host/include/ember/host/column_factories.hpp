@@ -61,5 +61,9 @@ template <class T>
                                  memory_resource& mr = default_host_resource());
 [[nodiscard]] table copy_table(const table_view& table,
                                memory_resource& mr = default_host_resource());
+/// The rows of host columns of one type one after another, in fresh host buffers from `mr`.
+/// Slices are welcome. Throws ember::logic_error for a piece that is not a host column of `type`.
+[[nodiscard]] column concatenate_columns(const std::vector<column_view>& pieces, type_id type,
+                                         memory_resource& mr = default_host_resource());
 
 }  // namespace ember
