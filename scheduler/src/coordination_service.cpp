@@ -231,7 +231,9 @@ void coordination_service::dispatch(connection_id from, coord_request_msg& r, co
     case coord_op::queue_get:
       return queue_get(from, r, now);
     case coord_op::queue_ack_get:
-      // One round trip for a consumer's loop: the ack fails the call before anything is taken.
+      // One round trip for a consumer's loop: the ack fails the call before anything is taken,
+      // and a bad timeout fails it before the ack.
+      (void)wait_of(r);
       _state->queues().ack(r.name, r.id, consumer_of(from));
       serve_queue(r.name, now);
       return queue_get(from, r, now);
