@@ -15,6 +15,7 @@
 #include "bench_coordination.hpp"
 #include "bench_ops.hpp"
 #include "coordination_commands.hpp"
+#include "data_commands.hpp"
 #include "run_command.hpp"
 #include "service_commands.hpp"
 #include "size_parser.hpp"
@@ -148,6 +149,9 @@ int run_cli(int argc, char** argv) {
   // ember lock | queue | topic | kv
   cli::coordination_commands coordination(app);
 
+  // ember data
+  cli::data_commands data(app);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -204,6 +208,7 @@ int run_cli(int argc, char** argv) {
     return cli::run_bench_ops(ops);
   }
   if (auto code = coordination.run()) return *code;
+  if (auto code = data.run()) return *code;
   return 0;
 }
 
