@@ -2,6 +2,9 @@
 #include <ember/host/error.hpp>
 #include <ember/scheduler/client.hpp>
 #include <ember/scheduler/schema_inference.hpp>
+#include <algorithm>
+#include <ember/host/dataset_store.hpp>
+#include <optional>
 #include <random>
 
 #include "detail/client_state.hpp"
@@ -171,6 +174,46 @@ dataset client::read_text(const std::vector<std::filesystem::path>& paths, int p
   source.partitions = partitions;
   plan p;
   p.add(std::move(source));
+  return from_plan(std::move(p));
+}
+
+dataset client::read_dataset(const std::filesystem::path& root, const std::string& name,
+                             std::vector<std::string> columns,
+                             std::vector<dataset_filter> filters) const {
+  dataset_source source;
+  source.root = std::filesystem::absolute(root).string();
+  source.name = name;
+  auto version = dataset_store(root).current_version(name);
+  EMBER_EXPECTS(version.has_value(), invalid_input,
+                "read_dataset: no dataset '" + name + "' in '" + source.root +
+                    "' (or it has no committed version)");
+  source.version = *version;
+  // A filter may name a column that the projection leaves out: the source reads it too and a
+  // project above the filter drops it again.
+  bool extra = false;
+  auto read = columns;
+  if (!columns.empty()) {
+    for (const auto& f : filters) {
+      if (std::find(read.begin(), read.end(), f.column) != read.end()) continue;
+      read.push_back(f.column);
+      extra = true;
+    }
+  }
+  source.columns = std::move(read);
+  std::optional<expression> predicate;
+  for (const auto& f : filters) {
+    auto e = f.to_expression();
+    predicate = predicate ? std::move(*predicate) && std::move(e) : std::move(e);
+  }
+  source.filters = std::move(filters);
+  plan p;
+  auto id = p.add(std::move(source));
+  if (predicate) id = p.add(filter_node{id, std::move(*predicate)});
+  if (extra) {
+    project_node keep{id, {}};
+    for (const auto& c : columns) keep.columns.push_back(named_expression{c, col(c)});
+    p.add(std::move(keep));
+  }
   return from_plan(std::move(p));
 }
 

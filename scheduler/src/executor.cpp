@@ -38,6 +38,7 @@ struct stage_state {
   clock_type::time_point first_start{}, last_end{};
   size_type rows_out = 0;
   size_type bytes_out = 0;
+  size_type partitions_skipped = 0;
 };
 
 // Everything one job owns. The worker contexts come first so that they are destroyed last:
@@ -125,6 +126,7 @@ void run_local_task(context& ctx, int device, job_state& job, int stage_index, i
   auto& st = job.stages[static_cast<std::size_t>(stage_index)];
   st.rows_out += out.rows;
   st.bytes_out += out.bytes;
+  st.partitions_skipped += out.partitions_skipped;
 }
 
 void validate(const physical_plan& job) {
@@ -427,6 +429,7 @@ struct executor::impl {
           stage_metrics{plan.stages[s].name, st.tasks_total,
                         st.started ? seconds_between(st.first_start, st.last_end) : 0.0,
                         st.rows_out, st.bytes_out});
+      m.stages.back().partitions_skipped = st.partitions_skipped;
     }
     // Tasks finish in any order: list labels in plan order, so reports read the same each run.
     for (const auto& st : plan.stages) {

@@ -88,11 +88,32 @@ std::vector<node_id> inputs_of(const node_op& op) {
   return out;
 }
 
+expression dataset_filter::to_expression() const {
+  auto c = col(column);
+  auto v = expression::lit(value);
+  switch (op) {
+    case comparison::eq:
+      return c == v;
+    case comparison::ne:
+      return c != v;
+    case comparison::lt:
+      return c < v;
+    case comparison::le:
+      return c <= v;
+    case comparison::gt:
+      return c > v;
+    case comparison::ge:
+      return c >= v;
+  }
+  throw invalid_input("dataset filter on '" + column + "': unknown comparison " +
+                      std::to_string(static_cast<int>(op)));
+}
+
 std::string_view op_name(const node_op& op) noexcept {
-  static constexpr std::string_view names[] = {"table",    "read_text", "generate",   "exchange",
-                                               "project",  "filter",    "tokenize",   "aggregate",
-                                               "distinct", "sort",      "top_k",      "join",
-                                               "concat",   "limit",     "repartition"};
+  static constexpr std::string_view names[] = {
+      "table",    "read_text", "generate",    "exchange",    "project", "filter",
+      "tokenize", "aggregate", "distinct",    "sort",        "top_k",   "join",
+      "concat",   "limit",     "repartition", "read_dataset"};
   static_assert(std::size(names) == std::variant_size_v<node_op>);
   return names[op.index()];
 }
@@ -196,6 +217,12 @@ struct describe_op {
   std::string operator()(const concat_node&) const { return {}; }
   std::string operator()(const limit_node& n) const { return std::to_string(n.count); }
   std::string operator()(const repartition_node& n) const { return list(n.keys); }
+  std::string operator()(const dataset_source& n) const {
+    std::string out = n.name;
+    out += ", version=" + std::to_string(n.version) + ", columns=" + list(n.columns);
+    for (const auto& f : n.filters) out += ", skip unless " + f.to_expression().to_string();
+    return out + ", partitions=" + std::to_string(n.partitions);
+  }
 };
 }  // namespace
 

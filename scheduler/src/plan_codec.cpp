@@ -183,6 +183,19 @@ struct node_writer {
     w.put(n.cardinality);
     w.put<std::int32_t>(n.partitions);
   }
+  void operator()(const dataset_source& n) const {
+    w.put_string(n.root);
+    w.put_string(n.name);
+    w.put(n.version);
+    w.put_strings(n.columns);
+    w.put_count(n.filters.size());
+    for (const auto& f : n.filters) {
+      w.put_string(f.column);
+      w.put(static_cast<std::uint8_t>(f.op));
+      put_scalar(w, f.value);
+    }
+    w.put<std::int32_t>(n.partitions);
+  }
   void operator()(const exchange_source& n) const {
     w.put<std::int32_t>(n.stage);
     w.put(static_cast<std::uint8_t>(n.mode));
@@ -524,6 +537,23 @@ class node_reader {
         n.keys = _r.get_strings("repartition keys");
         return n;
       }
+      case 15: {
+        dataset_source n;
+        n.root = _r.get_string("a dataset root");
+        n.name = _r.get_string("a dataset name");
+        n.version = _r.get<std::uint64_t>("a dataset version");
+        n.columns = _r.get_strings("dataset columns");
+        auto count = _r.get_count("dataset filters", 7);
+        for (std::size_t i = 0; i < count; ++i) {
+          dataset_filter f;
+          f.column = _r.get_string("a dataset filter's column");
+          f.op = _r.get_enum(comparison::ge, "a dataset filter's comparison");
+          f.value = get_scalar_value(_r);
+          n.filters.push_back(std::move(f));
+        }
+        n.partitions = partitions();
+        return n;
+      }
       default:
         break;
     }
@@ -547,7 +577,7 @@ class node_reader {
   node_id _self;
 };
 
-static_assert(std::variant_size_v<node_op> == 15, "a new node kind needs a codec tag");
+static_assert(std::variant_size_v<node_op> == 16, "a new node kind needs a codec tag");
 
 }  // namespace
 

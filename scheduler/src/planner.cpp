@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <ember/host/dataset_store.hpp>
 #include <ember/host/error.hpp>
 #include <ember/scheduler/planner.hpp>
 #include <ember/scheduler/schema_inference.hpp>
@@ -110,6 +111,16 @@ class builder {
   pipeline build_node(const generate_source& n, const plan_node& node) {
     return source(n, node, static_cast<double>(n.rows),
                   partitions_for(n.partitions, n.rows, _options.source_partition_rows));
+  }
+  pipeline build_node(const dataset_source& n, const plan_node& node) {
+    // One task per partition file of one version: a version left open is fixed here, so every
+    // task of the job reads the same one.
+    auto manifest = dataset_store(n.root).read_manifest(
+        n.name, n.version == 0 ? std::nullopt : std::optional(n.version));
+    auto resolved = n;
+    resolved.version = manifest.version;
+    return source(resolved, node, static_cast<double>(manifest.rows),
+                  std::max(1, static_cast<int>(manifest.partitions.size())));
   }
   pipeline build_node(const exchange_source&, const plan_node&) {
     throw invalid_input("exchange sources are made by the planner, not written in plans");
@@ -355,7 +366,7 @@ int body_partitions(const plan& body, node_id id) {
       [&](const auto& n) -> int {
         using T = std::decay_t<decltype(n)>;
         if constexpr (std::is_same_v<T, table_source> || std::is_same_v<T, text_source> ||
-                      std::is_same_v<T, generate_source>) {
+                      std::is_same_v<T, generate_source> || std::is_same_v<T, dataset_source>) {
           EMBER_EXPECTS(n.partitions >= 1, invalid_input,
                         "a source in a stage body has no partition count");
           return n.partitions;

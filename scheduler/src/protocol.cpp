@@ -265,6 +265,7 @@ void task_done_msg::encode(byte_writer& w) const {
   w.put(bytes);
   w.put(input_rows);
   w.put(input_bytes);
+  w.put(partitions_skipped);
   w.put_f64(seconds);
   w.put(fetched_bytes);
   w.put_f64(fetch_start);
@@ -288,6 +289,7 @@ task_done_msg task_done_msg::decode(byte_reader& r) {
   m.bytes = r.get<std::int64_t>("bytes");
   m.input_rows = r.get<std::int64_t>("input rows");
   m.input_bytes = r.get<std::int64_t>("input bytes");
+  m.partitions_skipped = r.get<std::int64_t>("partitions skipped");
   m.seconds = r.get_f64("seconds");
   m.fetched_bytes = r.get<std::int64_t>("fetched bytes");
   m.fetch_start = r.get_f64("fetch start");
@@ -460,6 +462,7 @@ void job_result_msg::encode(byte_writer& w) const {
     w.put(s.bytes_out);
     w.put(s.bytes_fetched);
     w.put_f64(s.fetch_seconds);
+    w.put(s.partitions_skipped);
   }
   w.put_count(metrics.labels.size());
   for (const auto& l : metrics.labels) {
@@ -476,7 +479,7 @@ void job_result_msg::encode(byte_writer& w) const {
 job_result_msg job_result_msg::decode(byte_reader& r) {
   job_result_msg m;
   m.request = r.get<std::uint64_t>("request");
-  auto n = r.get_count("stages", 52);
+  auto n = r.get_count("stages", 60);
   for (std::size_t i = 0; i < n; ++i) {
     stage_metrics s;
     s.name = r.get_string("stage name");
@@ -486,6 +489,7 @@ job_result_msg job_result_msg::decode(byte_reader& r) {
     s.bytes_out = r.get<std::int64_t>("bytes");
     s.bytes_fetched = r.get<std::int64_t>("bytes fetched");
     s.fetch_seconds = r.get_f64("fetch seconds");
+    s.partitions_skipped = r.get<std::int64_t>("partitions skipped");
     m.metrics.stages.push_back(std::move(s));
   }
   auto l = r.get_count("labels", 20);

@@ -896,6 +896,7 @@ struct scheduler_service::impl final : transport::node_handler {
         }
         sm.rows_out += t.done.rows;
         sm.bytes_out += t.done.bytes;
+        sm.partitions_skipped += t.done.partitions_skipped;
         metrics.input_rows += t.done.input_rows;
         metrics.input_bytes += t.done.input_bytes;
         for (const auto& l : t.done.labels) add_label(metrics.labels, l.label, l.rows, l.bytes);

@@ -1,4 +1,5 @@
 #include <ember/host/column_factories.hpp>
+#include <ember/host/dataset_store.hpp>
 #include <ember/host/error.hpp>
 #include <ember/scheduler/generators.hpp>
 #include <ember/scheduler/schema_inference.hpp>
@@ -94,6 +95,39 @@ struct infer {
     EMBER_EXPECTS(n.partitions >= 0, invalid_input,
                   "negative partition count " + std::to_string(n.partitions));
     return generator_schema(n.generator);
+  }
+  schema operator()(const dataset_source& n) const {
+    EMBER_EXPECTS(n.partitions >= 0, invalid_input,
+                  "negative partition count " + std::to_string(n.partitions));
+    dataset_store store(n.root);
+    auto manifest =
+        store.read_manifest(n.name, n.version == 0 ? std::nullopt : std::optional(n.version));
+    schema all;
+    for (const auto& c : manifest.schema) {
+      all.names.push_back(c.name);
+      all.types.push_back(c.type);
+    }
+    auto where = "dataset '" + n.name + "' version " + std::to_string(manifest.version);
+    auto known = [&](const std::string& column) {
+      EMBER_EXPECTS(
+          all.has(column), invalid_input,
+          where + ": unknown column '" + column + "' (the dataset has: " + all.to_string() + ")");
+      return all.type_of(column);
+    };
+    for (const auto& f : n.filters) {
+      auto t = known(f.column);
+      EMBER_EXPECTS((t == type_id::string) == (f.value.type() == type_id::string), invalid_input,
+                    where + ": cannot compare the " + std::string(to_string(t)) + " column '" +
+                        f.column + "' with a " + std::string(to_string(f.value.type())) + " value");
+    }
+    if (n.columns.empty()) return all;
+    schema out;
+    for (const auto& c : n.columns) {
+      out.names.push_back(c);
+      out.types.push_back(known(c));
+    }
+    expect_unique(out.names, "read_dataset");
+    return out;
   }
   schema operator()(const exchange_source& n) const {
     EMBER_EXPECTS(n.stage >= 0 && n.partitions >= 1, invalid_input,

@@ -1,6 +1,8 @@
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ember/host/column_factories.hpp>
+#include <ember/host/dataset_store.hpp>
 #include <ember/host/error.hpp>
 #include <ember/scheduler/generators.hpp>
 #include <ember/scheduler/sources.hpp>
@@ -99,6 +101,40 @@ table generated_partition(const generate_source& source, int p, int partitions,
                           memory_resource& mr) {
   auto [first, last] = partition_range(source.rows, p, partitions);
   return generate_rows(source, first, last, mr);
+}
+
+scanned_partition dataset_scan_partition(const dataset_source& source, int p, memory_resource& mr) {
+  EMBER_EXPECTS(source.version != 0, invalid_input,
+                "dataset '" + source.name + "': the scan's version was not resolved");
+  EMBER_EXPECTS(p >= 0, invalid_input, "partition " + std::to_string(p) + " does not exist");
+  dataset_store store(source.root);
+  auto manifest = store.read_manifest(source.name, source.version);
+  auto names = source.columns.empty() ? manifest.names() : source.columns;
+  auto index = static_cast<std::size_t>(p);
+  bool skipped = index >= manifest.partitions.size();
+  if (!skipped) {
+    const auto& part = manifest.partitions[index];
+    auto all = manifest.names();
+    for (const auto& f : source.filters) {
+      auto at = std::find(all.begin(), all.end(), f.column);
+      EMBER_EXPECTS(at != all.end(), invalid_input,
+                    "dataset '" + source.name + "': unknown filter column '" + f.column + "'");
+      if (!may_contain(part.stats[static_cast<std::size_t>(at - all.begin())], f.op, f.value)) {
+        skipped = true;
+        break;
+      }
+    }
+    if (!skipped) return {store.read_partition(manifest, index, names, mr), false};
+  }
+  std::vector<type_id> types;
+  for (const auto& n : names) {
+    auto at = std::find_if(manifest.schema.begin(), manifest.schema.end(),
+                           [&](const partition_column& c) { return c.name == n; });
+    EMBER_EXPECTS(at != manifest.schema.end(), invalid_input,
+                  "dataset '" + source.name + "': unknown column '" + n + "'");
+    types.push_back(at->type);
+  }
+  return {make_empty_table(names, types, mr), skipped && index < manifest.partitions.size()};
 }
 
 }  // namespace ember

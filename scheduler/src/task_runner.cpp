@@ -49,7 +49,7 @@ class task_evaluator {
 
   task_output run(int partition) {
     auto out = eval(_stage.body.root, partition);
-    task_output result{out.rows.num_rows(), table_bytes(out.rows, &_ctx)};
+    task_output result{out.rows.num_rows(), table_bytes(out.rows, &_ctx), _partitions_skipped};
     write(std::move(out), result.bytes);
     // write() waited for this worker's stream, so the blocks borrowed from other workers are no
     // longer read by queued work and may be freed (on their producers' streams).
@@ -89,6 +89,11 @@ class task_evaluator {
   }
   part eval_node(const generate_source& n, int p) {
     return source_part(own(generated_partition(n, p, n.partitions, host_resource())));
+  }
+  part eval_node(const dataset_source& n, int p) {
+    auto scanned = dataset_scan_partition(n, p, host_resource());
+    if (scanned.skipped) ++_partitions_skipped;
+    return source_part(own(std::move(scanned.rows)));
   }
   part eval_node(const exchange_source& n, int p) {
     int reduce = n.mode == exchange_mode::hash ? p : 0;
@@ -219,6 +224,7 @@ class task_evaluator {
   const std::vector<int>& _node_partitions;
   task_io& _io;
   std::vector<std::shared_ptr<const void>> _borrowed;
+  size_type _partitions_skipped = 0;
 };
 
 void collect_inputs(const stage& s, const std::vector<int>& counts, node_id id, int p,

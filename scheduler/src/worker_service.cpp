@@ -377,6 +377,7 @@ struct worker_service::impl final : transport::node_handler {
       done.bytes = out.bytes;
       done.input_rows = io.input_rows;
       done.input_bytes = io.input_bytes;
+      done.partitions_skipped = out.partitions_skipped;
       done.seconds = std::chrono::duration<double>(clock_type::now() - start).count();
       done.labels = std::move(io.labels);
       if (t.fetched_bytes > 0) {

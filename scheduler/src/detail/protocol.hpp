@@ -152,6 +152,7 @@ struct task_done_msg {
   std::int64_t bytes = 0;
   std::int64_t input_rows = 0;
   std::int64_t input_bytes = 0;
+  std::int64_t partitions_skipped = 0;
   double seconds = 0;
   std::vector<label_metrics> labels;
   /// Inputs fetched from other workers: bytes, and when (seconds since the worker started).

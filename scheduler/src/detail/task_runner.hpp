@@ -43,6 +43,8 @@ void add_label(std::vector<label_metrics>& labels, const std::string& label, siz
 struct task_output {
   size_type rows = 0;
   size_type bytes = 0;
+  /// Dataset partitions that the sources' statistics let the task skip.
+  size_type partitions_skipped = 0;
 };
 
 /// Partitions of every node of a stage's body (body_partitions), checked against the stage.

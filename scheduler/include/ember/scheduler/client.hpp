@@ -124,6 +124,16 @@ class client {
   [[nodiscard]] dataset generate(const std::string& generator, size_type rows,
                                  std::uint64_t seed = 42, size_type cardinality = 0,
                                  int partitions = 0) const;
+  /// A committed dataset of the dataset_store at `root` (a path the workers read too): the
+  /// version current now (kept for the dataset's whole life, so later commits do not change
+  /// what it reads), its `columns` (all when empty, in that order), one partition per partition
+  /// file. Rows are kept when they satisfy every filter (a filter node above the source);
+  /// partitions whose statistics rule the filters out are not read at all (counted in
+  /// stage_metrics::partitions_skipped). Throws ember::invalid_input naming the dataset when it
+  /// has no committed version, or an unknown column.
+  [[nodiscard]] dataset read_dataset(const std::filesystem::path& root, const std::string& name,
+                                     std::vector<std::string> columns = {},
+                                     std::vector<dataset_filter> filters = {}) const;
   /// A dataset for a logical plan (for instance one decoded by decode_plan). Checks it.
   [[nodiscard]] dataset from_plan(plan p) const;
 

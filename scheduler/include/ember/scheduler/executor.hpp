@@ -73,6 +73,8 @@ struct stage_metrics {
   /// output went through an NCCL all-to-all: the bytes it exchanged and the exchange's time.
   size_type bytes_fetched = 0;
   double fetch_seconds = 0;
+  /// Dataset partitions that its tasks skipped because the statistics excluded every row.
+  size_type partitions_skipped = 0;
 };
 
 /// Rows and bytes produced by the nodes that carry a label, summed over their tasks.
@@ -89,7 +91,7 @@ struct job_metrics {
   size_type input_rows = 0;           ///< rows the sources produced
   size_type input_bytes = 0;          ///< their table_bytes()
   size_type peak_block_bytes = 0;     ///< the most shuffle data held at once
-  int retried_tasks = 0;  ///< distributed runs: tasks run again after a worker was lost
+  int retried_tasks = 0;              ///< distributed runs: tasks run again after a worker was lost
 };
 
 /// A job's rows (host memory, owned by the caller) and what it took.

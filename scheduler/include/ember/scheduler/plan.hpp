@@ -16,6 +16,7 @@
 #include <ember/cuda/groupby.hpp>
 #include <ember/cuda/join.hpp>
 #include <ember/cuda/sort.hpp>
+#include <ember/host/partition_file.hpp>
 #include <ember/host/table.hpp>
 #include <ember/host/types.hpp>
 #include <memory>
@@ -85,6 +86,35 @@ struct generate_source {
   std::uint64_t seed = 42;
   /// Generator-specific size of a key domain (distinct keys, dimension rows); 0: its default.
   size_type cardinality = 0;
+  int partitions = 0;
+};
+
+/// One conjunct of a predicate pushed into a dataset scan: `column <op> value`.
+struct dataset_filter {
+  std::string column;
+  comparison op = comparison::eq;
+  scalar value;
+
+  /// The same condition as a filter expression: col(column) <op> lit(value).
+  [[nodiscard]] expression to_expression() const;
+
+  friend bool operator==(const dataset_filter&, const dataset_filter&) = default;
+};
+
+/// A committed version of a dataset of a dataset_store (ember/host/dataset_store.hpp) under
+/// `root`: one task partition per partition file. Only `columns` are read (all when empty), in
+/// that order. `filters` (all must hold) only skip partitions whose statistics say no row can
+/// match (host may_contain): a skipped partition is an empty table, and the rows of the others are
+/// not filtered here (client::read_dataset adds a filter node above the source).
+struct dataset_source {
+  std::string root;
+  std::string name;
+  /// 0: the current version when the plan is planned (client::read_dataset resolves it when it
+  /// is called, so one job reads one version).
+  std::uint64_t version = 0;
+  std::vector<std::string> columns;
+  std::vector<dataset_filter> filters;
+  /// Stage bodies: the version's partition count (the planner sets it from the manifest).
   int partitions = 0;
 };
 
@@ -167,7 +197,7 @@ struct repartition_node {
 using node_op =
     std::variant<table_source, text_source, generate_source, exchange_source, project_node,
                  filter_node, tokenize_node, aggregate_node, distinct_node, sort_node, top_k_node,
-                 join_node, concat_node, limit_node, repartition_node>;
+                 join_node, concat_node, limit_node, repartition_node, dataset_source>;
 
 /// One node: the operator and an optional label. A label names the node's output in stage
 /// names and in the job's metrics (rows and bytes it produced), e.g. "enriched".
@@ -196,7 +226,7 @@ struct plan {
 [[nodiscard]] std::vector<node_id> inputs_of(const node_op& op);
 /// The operator's name: "table", "read_text", "generate", "exchange", "project", "filter",
 /// "tokenize", "aggregate", "distinct", "sort", "top_k", "join", "concat", "limit",
-/// "repartition".
+/// "repartition", "read_dataset".
 [[nodiscard]] std::string_view op_name(const node_op& op) noexcept;
 /// Readable names of enum values, as plans print them.
 [[nodiscard]] std::string_view to_string(join_strategy s) noexcept;

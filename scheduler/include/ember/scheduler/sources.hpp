@@ -1,7 +1,8 @@
 #pragma once
 // Reading one partition of a plan's source: the row range of an in-memory table, the lines of a
-// byte range of text files, the rows of a generator. Every function here is a pure function of
-// its arguments (and the files' contents), so any worker can produce any partition.
+// byte range of text files, the rows of a generator, one partition file of a dataset. Every
+// function here is a pure function of its arguments (and the files' contents), so any worker can
+// produce any partition.
 #include <ember/host/memory_resource.hpp>
 #include <ember/host/table.hpp>
 #include <ember/scheduler/plan.hpp>
@@ -30,5 +31,21 @@ namespace ember {
 /// Partition `p` of a generated table, in host memory from `mr` (see generators.hpp).
 [[nodiscard]] table generated_partition(const generate_source& source, int p, int partitions,
                                         memory_resource& mr = default_host_resource());
+
+/// One partition of a dataset source, and whether its statistics let the scan skip it.
+struct scanned_partition {
+  table rows;
+  /// True when a filter's statistics excluded the partition: `rows` is then empty (0 rows of the
+  /// projected schema) and its file was not read.
+  bool skipped = false;
+};
+
+/// Partition file `p` of the dataset version `source` names (source.version must be resolved:
+/// not 0), its projected columns in host memory from `mr`; an empty table of those columns when
+/// the statistics of the partition say that no row satisfies all of source.filters, or when p is
+/// past the version's partitions. Throws what dataset_store::read_manifest and read_partition
+/// throw (ember::invalid_input naming the dataset, the version, the column or the file).
+[[nodiscard]] scanned_partition dataset_scan_partition(
+    const dataset_source& source, int p, memory_resource& mr = default_host_resource());
 
 }  // namespace ember
