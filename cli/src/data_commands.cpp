@@ -18,7 +18,9 @@
 #include <ember/host/error.hpp>
 #include <ember/host/io.hpp>
 #include <ember/host/scalar.hpp>
+#include <ember/scheduler/client.hpp>
 
+#include "cluster_flags.hpp"
 #include "size_parser.hpp"
 #include "table_printer.hpp"
 
@@ -51,6 +53,12 @@ struct data_commands::state {
   std::int64_t version = 0;
   std::string output;
   std::int64_t head_rows = 10;
+  // import's fencing: the lock, where it is, and the token when the caller holds it already.
+  std::string lock;
+  std::string scheduler;
+  std::string token_file;
+  std::int64_t lock_timeout_ms = 30'000;
+  std::int64_t token = 0;
 };
 
 namespace {
@@ -159,6 +167,59 @@ compression_codec compression_flag(const std::string& text) {
 
 // ---- import and export --------------------------------------------------------------------------
 
+// The fence of an import with --lock: either the token given with --token (the caller holds
+// the lock), or a lease acquired here, kept (renewed by the client) until the commit is done.
+struct import_fence {
+  std::optional<client> connection;
+  std::optional<distributed_lock> lock;
+  std::optional<lease> held;
+  fence_token token;
+};
+
+// Checks the fencing flags; true when the import is fenced.
+bool fence_flags(const data_commands::state& s) {
+  const auto& cmd = *s.import_cmd;
+  bool fenced = cmd.count("--lock") > 0;
+  if (!fenced) {
+    for (const char* flag : {"--token", "--scheduler", "--token-file", "--lock-timeout-ms"})
+      EMBER_EXPECTS(cmd.count(flag) == 0, invalid_input, std::string(flag) + " needs --lock NAME");
+    return false;
+  }
+  EMBER_EXPECTS(!s.lock.empty(), invalid_input, "--lock: empty lock name");
+  EMBER_EXPECTS(cmd.count("--token") == 0 || s.token >= 1, invalid_input,
+                "--token: must be 1 or more (" + std::to_string(s.token) + ")");
+  EMBER_EXPECTS(s.lock_timeout_ms >= 0, invalid_input,
+                "--lock-timeout-ms: negative (" + std::to_string(s.lock_timeout_ms) + " ms)");
+  return true;
+}
+
+// Connects to the scheduler and takes the lock (or, with --token, only connects: the token is
+// used as is and checked by the store and, at commit, by the lock service).
+import_fence acquire_fence(const data_commands::state& s) {
+  import_fence f;
+  std::string scheduler = s.scheduler;
+  if (scheduler.empty()) {
+    const char* env = std::getenv("EMBER_SCHEDULER");
+    scheduler = env != nullptr && *env != '\0' ? std::string(env) : "127.0.0.1:4242";
+  }
+  client_options options;
+  if (!s.token_file.empty()) options.token = read_token_file(s.token_file);
+  f.connection.emplace(client::connect(scheduler, options));
+  f.lock.emplace(f.connection->lock(s.lock));
+  if (s.import_cmd->count("--token") > 0) {
+    f.token = {s.lock, static_cast<std::uint64_t>(s.token)};
+    return f;
+  }
+  auto wait = std::chrono::milliseconds(s.lock_timeout_ms);
+  auto acquired = f.lock->try_acquire(wait, std::chrono::seconds(10));
+  if (!acquired)
+    throw timeout("lock '" + s.lock + "': not acquired within " + std::to_string(wait.count()) +
+                  " ms (--lock-timeout-ms)");
+  f.held.emplace(std::move(*acquired));
+  f.token = {s.lock, static_cast<std::uint64_t>(f.held->token())};
+  return f;
+}
+
 int data_import(const data_commands::state& s) {
   dataset_store::validate_name(s.name);
   EMBER_EXPECTS(s.format == "csv" || s.format == "lines", invalid_input,
@@ -168,6 +229,7 @@ int data_import(const data_commands::state& s) {
     for (const char* flag : {"--schema", "--no-header", "--delimiter", "--null"})
       EMBER_EXPECTS(cmd.count(flag) == 0, invalid_input,
                     std::string(flag) + " applies to --format csv only");
+  bool fenced = fence_flags(s);
   size_type partition_rows = parse_count(s.partition_rows, "--partition-rows");
   EMBER_EXPECTS(partition_rows >= 1, invalid_input, "--partition-rows: must be 1 or more");
   partition_write_options write_options;
@@ -193,8 +255,12 @@ int data_import(const data_commands::state& s) {
   auto start = std::chrono::steady_clock::now();
   // A malformed file throws here, before anything is staged.
   table input = s.format == "csv" ? read_csv(paths, csv) : read_text_lines(paths);
+  // The lock is held (or its token known) before the write begins.
+  std::optional<import_fence> fence;
+  if (fenced) fence.emplace(acquire_fence(s));
   dataset_store store(root);
-  auto writer = store.begin_write(s.name);
+  auto writer =
+      store.begin_write(s.name, fence ? std::optional<fence_token>(fence->token) : std::nullopt);
   auto view = input.view();
   size_type rows = view.num_rows();
   std::int64_t partitions = 0;
@@ -205,23 +271,42 @@ int data_import(const data_commands::state& s) {
     bytes += writer.write_partition(view.slice(begin, end), write_options).bytes;
     ++partitions;
   }
-  auto version = writer.commit();
+  commit_options commit;
+  if (fence) {
+    // The last check, under the store's commit lock: the lock service still takes the token
+    // (no newer holder has written since).
+    commit.before_publish = [&](std::uint64_t) {
+      if (fence->held && !fence->held->held())
+        throw invalid_input("lock '" + s.lock + "': the lease of token " +
+                            std::to_string(fence->token.token) + " was lost (stale)");
+      fence->lock->check(static_cast<fencing_token>(fence->token.token));
+    };
+  }
+  auto version = writer.commit(commit);
+  if (fence && fence->held) {
+    try {
+      fence->held->release();
+    } catch (const std::exception& e) {
+      std::cerr << "ember: warning: lock '" << s.lock << "': " << e.what() << "\n";
+    }
+  }
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   double mb_per_s = seconds > 0 ? static_cast<double>(input_bytes) / 1e6 / seconds : 0.0;
 
   if (s.json) {
-    print_json({{"dataset", s.name},
-                {"version", version},
-                {"rows", rows},
-                {"partitions", partitions},
-                {"bytes", bytes},
-                {"input_bytes", input_bytes},
-                {"seconds", seconds},
-                {"mb_per_s", mb_per_s}});
+    nlohmann::ordered_json out{{"dataset", s.name},  {"version", version},
+                               {"rows", rows},       {"partitions", partitions},
+                               {"bytes", bytes},     {"input_bytes", input_bytes},
+                               {"seconds", seconds}, {"mb_per_s", mb_per_s}};
+    if (fence) out["fence"] = {{"lock", fence->token.lock}, {"token", fence->token.token}};
+    print_json(out);
   } else {
     std::cout << "imported " << s.name << " version " << version << ": " << rows << " rows, "
               << partitions << " partition(s), " << bytes << " bytes in " << fixed(seconds, 3)
-              << " s (" << fixed(mb_per_s, 1) << " MB/s of " << input_bytes << " input bytes)\n";
+              << " s (" << fixed(mb_per_s, 1) << " MB/s of " << input_bytes << " input bytes)";
+    if (fence)
+      std::cout << ", fenced by lock " << fence->token.lock << " token " << fence->token.token;
+    std::cout << "\n";
   }
   return 0;
 }
@@ -290,8 +375,11 @@ int data_show(const data_commands::state& s) {
   }
   std::cout << "dataset     " << m.dataset << "\nversion     " << m.version << " (parent "
             << m.parent_version << ")\ncreated     " << stored.value("created", std::string())
-            << "\nwriter      " << m.writer << "\nrows        " << m.rows << "\nbytes       "
-            << m.bytes << "\npartitions  " << m.partitions.size() << "\n\n";
+            << "\nwriter      " << m.writer << "\n";
+  if (m.fence)
+    std::cout << "fence       lock " << m.fence->lock << " token " << m.fence->token << "\n";
+  std::cout << "rows        " << m.rows << "\nbytes       " << m.bytes << "\npartitions  "
+            << m.partitions.size() << "\n\n";
 
   // Per column: its statistics over every partition.
   std::vector<std::vector<std::string>> columns;
@@ -406,6 +494,19 @@ data_commands::data_commands(CLI::App& app) : _state(std::make_unique<state>()) 
   s.import_cmd->add_option("--partition-rows", s.partition_rows, "Rows per partition at most")
       ->capture_default_str();
   s.import_cmd->add_option("--compression", s.compression, "none or zstd")->capture_default_str();
+  s.import_cmd->add_option("--lock", s.lock,
+                           "Fence the commit with this lock of the scheduler: acquire it before "
+                           "the write, record its token in the manifest, release after the commit");
+  s.import_cmd->add_option(
+      "--token", s.token,
+      "With --lock: the fencing token of a lock the caller holds (e.g. "
+      "$EMBER_LOCK_TOKEN under `ember lock acquire NAME -- ...`); not acquired");
+  s.import_cmd->add_option("--scheduler", s.scheduler,
+                           "With --lock: HOST:PORT of the scheduler (default: $EMBER_SCHEDULER, "
+                           "else 127.0.0.1:4242)");
+  s.import_cmd->add_option("--token-file", s.token_file, "With --lock: the cluster token's file");
+  s.import_cmd->add_option("--lock-timeout-ms", s.lock_timeout_ms, "How long to wait for --lock")
+      ->capture_default_str();
 
   s.export_cmd = leaf("export", "Write a version of a dataset as CSV");
   s.export_cmd->add_option("name", s.name, "The dataset")->required();

@@ -2,7 +2,9 @@
 // `ember data`: the datasets of a local storage root (dataset_store.hpp) from the shell: import
 // CSV or text files as a new version, export a version as CSV, list, show, peek at and remove
 // datasets. Every command takes --root DIR (default $EMBER_DATA_ROOT) and --json (one JSON value
-// on stdout).
+// on stdout). `import --lock NAME` fences its commit with a lock of the scheduler (acquired
+// before the write, or the caller's with --token N): the token is recorded in the manifest, and a
+// token older than the one the current version was committed with is refused.
 #include <memory>
 #include <optional>
 

@@ -1,13 +1,16 @@
 // `ember data` as scripts use it: real `ember` processes over a storage root in a temporary
 // folder, JSON on stdout, messages and exit codes.
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "common/processes.hpp"
 #include "common/run_ember.hpp"
 #include "common/temp_dir.hpp"
 
@@ -196,3 +199,100 @@ TEST_F(data_cli, root_comes_from_the_flag_or_the_environment) {
 }
 
 }  // namespace
+
+// ---- fenced imports: --lock against a real scheduler ----------------------------------------
+
+class data_cli_fenced : public data_cli {
+ protected:
+  static void SetUpTestSuite() {
+    ember::test::cluster_spec spec;
+    spec.workers = 0;
+    _cluster = std::make_unique<ember::test::local_cluster>(spec);
+  }
+  static void TearDownTestSuite() { _cluster.reset(); }
+
+  [[nodiscard]] static std::string scheduler() { return " --scheduler " + _cluster->address; }
+
+  /// A fresh token of `lock` from `ember lock acquire --json`, released at once.
+  std::uint64_t fresh_token(const std::string& lock) {
+    auto r = run_ember("lock acquire " + lock + " --json" + scheduler());
+    EXPECT_EQ(r.status, 0) << r.output;
+    auto j = nlohmann::json::parse(r.output);
+    auto released = run_ember("lock release " + lock + " --owner " + j["owner"].get<std::string>() +
+                              scheduler());
+    EXPECT_EQ(released.status, 0) << released.output;
+    return j["token"].get<std::uint64_t>();
+  }
+
+  static std::unique_ptr<ember::test::local_cluster> _cluster;
+};
+
+std::unique_ptr<ember::test::local_cluster> data_cli_fenced::_cluster;
+
+TEST_F(data_cli_fenced, import_with_lock_records_its_token_and_releases_it) {
+  auto csv = _dir.write("in.csv", sample_csv(20, "f"));
+  auto imported = data_json("import fenced " + csv.string() + " --lock data.fence.a" + scheduler());
+  EXPECT_EQ(imported["version"], 1);
+  ASSERT_TRUE(imported.contains("fence")) << imported;
+  auto token = imported["fence"]["token"].get<std::uint64_t>();
+  EXPECT_GE(token, 1u);
+
+  auto show = data_json("show fenced");
+  ASSERT_TRUE(show["fence"].is_object()) << show;
+  EXPECT_EQ(show["fence"]["lock"], "data.fence.a");
+  EXPECT_EQ(show["fence"]["token"], token);
+  auto text = data("show fenced");
+  EXPECT_NE(text.output.find("fence       lock data.fence.a token " + std::to_string(token)),
+            std::string::npos)
+      << text.output;
+
+  // Released after the commit: the next acquire does not wait, and gets a newer token.
+  auto again = data_json("import fenced " + csv.string() +
+                         " --lock data.fence.a --lock-timeout-ms 0" + scheduler());
+  EXPECT_EQ(again["version"], 2);
+  EXPECT_GT(again["fence"]["token"].get<std::uint64_t>(), token);
+
+  // An unfenced version shows no fence.
+  EXPECT_TRUE(data_json("import plain " + csv.string())["fence"].is_null());
+  EXPECT_TRUE(data_json("show plain")["fence"].is_null());
+}
+
+TEST_F(data_cli_fenced, a_stale_token_is_refused) {
+  auto csv = _dir.write("in.csv", sample_csv(10, "s"));
+  auto t_old = fresh_token("data.fence.b");
+  auto t_new = fresh_token("data.fence.b");
+  ASSERT_LT(t_old, t_new);
+
+  auto committed = data_json("import stale " + csv.string() + " --lock data.fence.b --token " +
+                             std::to_string(t_new) + scheduler());
+  EXPECT_EQ(committed["version"], 1);
+
+  auto refused = data("import stale " + csv.string() + " --lock data.fence.b --token " +
+                      std::to_string(t_old) + scheduler());
+  EXPECT_EQ(refused.status, 2) << refused.output;
+  EXPECT_NE(refused.output.find("stale"), std::string::npos) << refused.output;
+
+  auto show = data_json("show stale");
+  EXPECT_EQ(show["version"], 1);
+  EXPECT_EQ(show["fence"]["token"], t_new);
+
+  // --token without --lock is a usage error.
+  auto usage = data("import stale " + csv.string() + " --token 5");
+  EXPECT_EQ(usage.status, 2) << usage.output;
+  EXPECT_NE(usage.output.find("--lock"), std::string::npos) << usage.output;
+}
+
+TEST_F(data_cli_fenced, import_under_ember_lock_acquire_uses_its_token) {
+  auto csv = _dir.write("in.csv", sample_csv(10, "h"));
+  std::string inner = ember::test::ember_executable().string() + " data import held " +
+                      csv.string() + " --root " + root().string() +
+                      " --lock data.fence.c --token $EMBER_LOCK_TOKEN --json";
+  auto r = run_ember("lock acquire data.fence.c" + scheduler() + " -- sh -c '" + inner + "'");
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto out = nlohmann::json::parse(r.output);
+  EXPECT_EQ(out["version"], 1);
+  auto token = out["fence"]["token"].get<std::uint64_t>();
+  EXPECT_GE(token, 1u);
+  EXPECT_EQ(data_json("show held")["fence"]["token"], token);
+  EXPECT_EQ(data_json("show held")["fence"]["lock"], "data.fence.c");
+}
