@@ -61,17 +61,29 @@ lease& lease::operator=(lease&& other) noexcept {
   }
   return *this;
 }
+namespace {
+// Ends a lease locally; the session and request that give it back to the scheduler, or nothing
+// when it was not renewing any more (released, detached or lost) or the client is gone.
+std::optional<std::pair<std::shared_ptr<detail::coordination_session>, coord_request_msg>>
+take_release(detail::lease_state* s) {
+  if (s == nullptr) return std::nullopt;
+  bool renewing = s->renewing.exchange(false);
+  bool was_held = s->held.exchange(false);
+  auto session = s->session.lock();
+  if (!renewing || !was_held || !session) return std::nullopt;
+  auto r = request(coord_op::lock_release, s->name);
+  r.owner = s->owner;
+  return std::pair{std::move(session), std::move(r)};
+}
+}  // namespace
+
 lease::~lease() {
-  if (!_state || !_state->renewing.exchange(false)) return;
-  bool was_held = _state->held.exchange(false);
-  auto session = _state->session.lock();
-  if (!session || !was_held) return;
-  auto r = request(coord_op::lock_release, _state->name);
-  r.owner = _state->owner;
+  auto give_back = take_release(_state.get());
+  if (!give_back) return;
   try {
     // Briefly: a destructor must not hang on a scheduler that is away (the lease then ends at
     // its ttl).
-    session->call_briefly(r, std::chrono::seconds(2));
+    give_back->first->call_briefly(give_back->second, std::chrono::seconds(2));
   } catch (...) {
     // A lease that expired or a scheduler that is gone: nothing left to give back.
   }
@@ -111,16 +123,7 @@ bool lease::renew() {
 }
 
 void lease::release() {
-  if (!_state || !_state->renewing.exchange(false)) {
-    if (_state) _state->held = false;
-    return;
-  }
-  bool was_held = _state->held.exchange(false);
-  auto session = _state->session.lock();
-  if (!session || !was_held) return;
-  auto r = request(coord_op::lock_release, _state->name);
-  r.owner = _state->owner;
-  session->call(r);
+  if (auto give_back = take_release(_state.get())) give_back->first->call(give_back->second);
 }
 
 void lease::detach() {
@@ -389,11 +392,8 @@ std::optional<topic_message> subscription::next(milliseconds timeout) {
     r.id = s.id;
     r.max_messages = s.buffer;
     r.timeout_ms = left.count();
-    coord_reply_msg reply;
-    try {
-      reply = s.session->call(r, left);
-    } catch (const invalid_input& e) {
-      if (std::string(e.what()).find("no subscription") == std::string::npos) throw;
+    auto reply = s.session->call(r, left);
+    if (!reply.found) {  // the scheduler does not know this subscription (any more)
       subscribe_now(s);
       continue;
     }

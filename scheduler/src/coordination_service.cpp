@@ -477,9 +477,11 @@ void coordination_service::publish(const std::string& topic, const std::string& 
 void coordination_service::topic_poll(connection_id from, coord_request_msg& r, time_point now) {
   auto wait = wait_of(r);
   auto it = _subscribers.find(r.id);
-  EMBER_EXPECTS(it != _subscribers.end() && it->second.conn == from, invalid_input,
-                "no subscription " + std::to_string(r.id) +
-                    " of this client (the scheduler may have restarted)");
+  if (it == _subscribers.end() || it->second.conn != from) {
+    // Not this connection's (the scheduler restarted, or the client reconnected): found = false
+    // tells the client to subscribe again.
+    return reply({from, r.request}, coord_reply_msg{});
+  }
   auto& s = it->second;
   if (s.poll) fail(*s.poll, error_kind::cancelled, "a newer poll replaced this one");
   s.poll = reply_to{from, r.request};
@@ -490,6 +492,7 @@ void coordination_service::topic_poll(connection_id from, coord_request_msg& r, 
 
 void coordination_service::deliver(subscriber& s) {
   coord_reply_msg m;
+  m.found = true;  // the subscription exists (it may have no messages)
   transport::byte_writer w;
   auto n = std::min<std::size_t>(s.messages.size(), s.poll_max);
   w.put_count(n);

@@ -197,6 +197,31 @@ TEST(coordination_cluster, system_topics_tell_of_workers_and_jobs) {
   EXPECT_NE(left->text().find("\"event\": \"left\""), std::string::npos) << left->text();
 }
 
+// Subscriptions are not durable: after a restart the subscriber subscribes again by itself and
+// hears what is published from then on.
+TEST(coordination_cluster, a_subscription_follows_a_restarted_scheduler) {
+  auto cluster = scheduler_only();
+  auto c = connect(cluster);
+  auto sub = c.topic("news").subscribe(16);
+  EXPECT_EQ(c.topic("news").publish("before"), 1u);
+  ASSERT_EQ(sub.next(5s)->text(), "before");
+  cluster.restart_scheduler();
+  std::optional<topic_message> got;
+  std::thread reader([&] { got = sub.next(20s); });
+  auto until = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < until) {
+    try {
+      if (c.topic("news").publish("after") > 0) break;  // the subscriber is back
+    } catch (const transport_error&) {
+      // not reconnected yet
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  reader.join();
+  ASSERT_TRUE(got.has_value()) << cluster.logs();
+  EXPECT_EQ(got->text(), "after");
+}
+
 // A workload of lock, durable queue and key/value calls runs while the scheduler is killed and
 // restarted 20 times: tokens keep growing, every message whose put returned is still there.
 TEST(coordination_cluster, twenty_scheduler_restarts_lose_no_token_and_no_accepted_message) {

@@ -311,7 +311,8 @@ enum class coord_op : std::uint8_t {
   queue_list,         // name ("": all) -> items
   topic_publish,      // name, value -> count (subscribers reached)
   topic_subscribe,    // name, buffer -> id (subscription)
-  topic_poll,         // id, max_messages, timeout_ms -> items (messages), lost
+  topic_poll,         // id, max_messages, timeout_ms -> items (messages), lost; found = false:
+                      // no such subscription on this connection (subscribe again)
   topic_unsubscribe,  // id
   queue_ack_get,      // name, id (acked first), timeout_ms -> as queue_get
   last = queue_ack_get
