@@ -3,8 +3,10 @@
 #include <ember/host/error.hpp>
 #include <ember/host/log.hpp>
 #include <random>
+#include <tuple>
 
 #include "detail/coordination_session.hpp"
+#include "detail/scheduler_connection.hpp"
 
 namespace ember::detail {
 namespace {
@@ -30,17 +32,7 @@ coordination_session::coordination_session(std::string address, const client_opt
     : _address(std::move(address)), _options(options), _client_id(make_client_id()) {
   EMBER_EXPECTS(options.reconnect_timeout.count() >= 0, invalid_input,
                 "negative reconnect timeout");
-  auto where = transport::parse_host_port(_address);
-  transport::node_options no;
-  no.name = "coordination client";
-  no.token = options.token;
-  no.shared_memory = options.shared_memory;
-  _net = std::make_unique<transport::node>(no, *this);
-  try {
-    _conn = _net->connect(where.host, where.port);
-  } catch (const std::exception& e) {
-    throw transport_error("cannot reach the scheduler at " + _address + ": " + e.what());
-  }
+  std::tie(_net, _conn) = connect_to_scheduler(_address, options, "coordination client", *this);
   _connected = true;
   _reconnect = std::thread([this] { reconnect_loop(); });
   _renew = std::thread([this] { renew_loop(); });

@@ -3,8 +3,10 @@
 #include <ember/scheduler/plan_codec.hpp>
 
 #include <thread>
+#include <tuple>
 
 #include "detail/remote_session.hpp"
+#include "detail/scheduler_connection.hpp"
 
 namespace ember::detail {
 
@@ -12,17 +14,7 @@ using clock_type = std::chrono::steady_clock;
 
 remote_session::remote_session(const std::string& address, const client_options& options)
     : _address(address), _options(options) {
-  auto where = transport::parse_host_port(address);
-  transport::node_options no;
-  no.name = "client";
-  no.token = options.token;
-  no.shared_memory = options.shared_memory;
-  _net = std::make_unique<transport::node>(no, *this);
-  try {
-    _scheduler = _net->connect(where.host, where.port);
-  } catch (const transport_error& e) {
-    throw transport_error("cannot reach the scheduler at " + address + ": " + e.what());
-  }
+  std::tie(_net, _scheduler) = connect_to_scheduler(address, options, "client", *this);
 }
 
 remote_session::~remote_session() { close(); }
