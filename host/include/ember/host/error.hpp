@@ -52,6 +52,13 @@ class cancelled : public error {
   using error::error;
 };
 
+/// Data that existed is gone (a cache entry whose worker died): the message says where it was
+/// and why it went. Never answered with stale data instead.
+class data_lost : public error {
+ public:
+  using error::error;
+};
+
 }  // namespace ember
 
 /// Throws `exception_type(message)` when `condition` is false. `message` is only built on failure.

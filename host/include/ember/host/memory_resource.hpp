@@ -2,8 +2,10 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include <ember/host/types.hpp>
@@ -114,7 +116,23 @@ class tracking_resource final : public memory_resource {
   [[nodiscard]] const std::string& name() const noexcept { return _name; }
   void reset_peak() noexcept { _peak.store(used(), std::memory_order_relaxed); }
 
+  /// Frees memory of this resource when an allocation would exceed the budget: called with the
+  /// bytes the allocation needs, on the allocating thread and outside any lock of this
+  /// resource; returns false when it could free nothing more. A worker's partition store
+  /// spills partitions this way, so that an operator's scratch makes room for itself.
+  using reclaimer = std::function<bool(std::size_t bytes)>;
+  /// Installs `r` (empty: none). Allocations that would exceed the budget call it, then try
+  /// again, until the allocation fits or it returns false; then they throw out_of_memory.
+  void set_reclaimer(reclaimer r);
+  /// Allocations that the reclaimer let through after freeing memory.
+  [[nodiscard]] std::uint64_t reclaimed_allocations() const noexcept {
+    return _reclaimed.load(std::memory_order_relaxed);
+  }
+
  private:
+  // Reserves `bytes` when they fit the budget; returns the bytes in use before.
+  [[nodiscard]] bool try_reserve(std::size_t bytes, std::size_t& before) noexcept;
+
   void* do_allocate(std::size_t bytes, stream_view stream) override;
   void do_deallocate(void* p, std::size_t bytes, stream_view stream) noexcept override;
 
@@ -124,6 +142,9 @@ class tracking_resource final : public memory_resource {
   std::atomic<std::size_t> _used{0};
   std::atomic<std::size_t> _peak{0};
   std::atomic<std::uint64_t> _allocations{0};
+  std::atomic<std::uint64_t> _reclaimed{0};
+  mutable std::mutex _reclaimer_mutex;  // guards _reclaimer (a copy is called outside it)
+  std::shared_ptr<const reclaimer> _reclaimer;
 };
 
 }  // namespace ember
