@@ -1,5 +1,6 @@
 // The `ember` command line. Subcommands live in their own files; this file wires flags to them
 // and turns exceptions into messages and exit codes (2: bad input, 1: anything else).
+#include <cctype>
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -14,6 +15,7 @@
 #include "bench_cluster.hpp"
 #include "bench_coordination.hpp"
 #include "bench_ops.hpp"
+#include "cache_commands.hpp"
 #include "coordination_commands.hpp"
 #include "data_commands.hpp"
 #include "run_command.hpp"
@@ -22,6 +24,70 @@
 #include "status_command.hpp"
 
 namespace {
+
+// Where an option of `ember scheduler` or `ember worker` got its value: the command line, or its
+// EMBER_* variable (CLI11 reads the variable only when the flag is absent, so the flag wins). A
+// bad value names its source: in a container the variable is where the user must look.
+class value_sources {
+ public:
+  value_sources(int argc, char** argv) : _args(argv + 1, argv + (argc > 0 ? argc : 1)) {}
+
+  /// True when `opt` took its value from its variable: the variable is set and not empty (CLI11
+  /// ignores an empty one) and the flag is not on the command line.
+  [[nodiscard]] bool from_environment(const CLI::Option& opt) const {
+    const auto& var = opt.get_envname();
+    if (var.empty()) return false;
+    const char* value = std::getenv(var.c_str());
+    if (value == nullptr || *value == '\0') return false;
+    for (const auto& arg : _args) {
+      if (arg == "--") break;
+      for (const auto& name : opt.get_lnames()) {
+        auto flag = "--" + name;
+        if (arg == flag || arg.rfind(flag + "=", 0) == 0) return false;
+      }
+    }
+    return true;
+  }
+
+  /// "--flag", or "EMBER_X (environment, for --flag)" when the value came from the variable.
+  [[nodiscard]] std::string name(const CLI::Option& opt) const {
+    auto flag = opt.get_name();
+    if (!from_environment(opt)) return flag;
+    return opt.get_envname() + " (environment, for " + flag + ")";
+  }
+
+  /// The option of `cmd` whose value came from the environment and whose flag CLI11's `message`
+  /// names (CLI11's conversion and validation errors name the flag only), or nullptr.
+  [[nodiscard]] const CLI::Option* environment_option_in(const CLI::App& cmd,
+                                                         const std::string& message) const {
+    for (const auto* opt : cmd.get_options()) {
+      if (!from_environment(*opt)) continue;
+      auto flag = opt->get_name();
+      for (auto at = message.find(flag); at != std::string::npos; at = message.find(flag, at + 1)) {
+        auto end = at + flag.size();
+        bool whole =
+            end == message.size() || !(std::isalnum(static_cast<unsigned char>(message[end])) ||
+                                       message[end] == '-' || message[end] == '_');
+        if (whole) return opt;
+      }
+    }
+    return nullptr;
+  }
+
+ private:
+  std::vector<std::string> _args;
+};
+
+/// `parse()`, with an ember::invalid_input it throws prefixed by the option's source.
+template <class Parse>
+auto parse_value(const value_sources& sources, const CLI::Option* opt, Parse&& parse)
+    -> decltype(parse()) {
+  try {
+    return parse();
+  } catch (const ember::invalid_input& e) {
+    throw ember::invalid_input(sources.name(*opt) + ": " + e.what());
+  }
+}
 
 int run_cli(int argc, char** argv) {
   using namespace ember;
@@ -56,42 +122,88 @@ int run_cli(int argc, char** argv) {
   scheduler_service_options sched;
   std::string sched_token_file;
   auto* sched_cmd = app.add_subcommand("scheduler", "Run the cluster's scheduler");
-  sched_cmd->add_option("--listen", sched.listen,
-                        "HOST:PORT to listen on (default 127.0.0.1:4242)");
-  sched_cmd->add_option("--data", sched.data_dir, "Folder for the scheduler's state")->required();
-  sched_cmd->add_option("--token-file", sched_token_file,
-                        "File holding the cluster token (required off loopback)");
-  sched_cmd->add_flag("--shared-memory", sched.shared_memory,
-                      "Let UCX use shared memory to processes on this host");
+  // Every scheduler and worker option has an EMBER_* variable (docker/README.md has the table).
+  // A no-op parse-complete callback makes CLI11 read a subcommand's variables only when that
+  // subcommand runs: a bad EMBER_HEARTBEAT_MS must not break `ember status` in the same shell.
+  sched_cmd->parse_complete_callback([] {});
+  sched_cmd->add_option("--listen", sched.listen, "HOST:PORT to listen on (default 127.0.0.1:4242)")
+      ->envname("EMBER_LISTEN");
+  sched_cmd->add_option("--data", sched.data_dir, "Folder for the scheduler's state")
+      ->required()
+      ->envname("EMBER_DATA");
+  auto* sched_token_opt = sched_cmd
+                              ->add_option("--token-file", sched_token_file,
+                                           "File holding the cluster token (required off loopback)")
+                              ->envname("EMBER_TOKEN_FILE");
+  sched_cmd
+      ->add_flag("--shared-memory", sched.shared_memory,
+                 "Let UCX use shared memory to processes on this host")
+      ->envname("EMBER_SHARED_MEMORY");
   int heartbeat_ms = 250;
-  sched_cmd->add_option("--heartbeat-ms", heartbeat_ms, "Workers' heartbeat interval");
-  sched_cmd->add_option("--max-attempts", sched.max_attempts,
-                        "Runs of a task before its job fails");
+  auto* heartbeat_opt =
+      sched_cmd->add_option("--heartbeat-ms", heartbeat_ms, "Workers' heartbeat interval")
+          ->envname("EMBER_HEARTBEAT_MS");
+  sched_cmd->add_option("--max-attempts", sched.max_attempts, "Runs of a task before its job fails")
+      ->envname("EMBER_MAX_ATTEMPTS");
   std::int64_t retention_ms = 300'000;
-  sched_cmd->add_option("--dead-worker-retention-ms", retention_ms,
-                        "How long `ember status` still lists a dead worker");
+  auto* retention_opt = sched_cmd
+                            ->add_option("--dead-worker-retention-ms", retention_ms,
+                                         "How long `ember status` still lists a dead worker")
+                            ->envname("EMBER_DEAD_WORKER_RETENTION_MS");
 
   // ember worker
   worker_service_options worker;
   std::string worker_backend = "auto", worker_memory, worker_token_file;
   auto* worker_cmd = app.add_subcommand("worker", "Run a worker (one per GPU, or CPU worker)");
-  worker_cmd->add_option("--scheduler", worker.scheduler, "The scheduler's HOST:PORT")->required();
-  worker_cmd->add_option("--backend", worker_backend, "auto, cpu or cuda");
-  worker_cmd->add_option("--gpu", worker.gpu, "CUDA device of this worker");
-  worker_cmd->add_option("--listen", worker.listen,
-                         "HOST[:PORT] where peers fetch blocks (default: the address that "
-                         "reaches the scheduler)");
-  worker_cmd->add_option("--device-memory-limit", worker_memory,
-                         "Budget of each task slot's device tier");
-  worker_cmd->add_option("--slots", worker.task_slots, "Tasks run at once (default 2)");
-  worker_cmd->add_option("--cpu-threads", worker.cpu_threads, "OpenMP threads per CPU task slot");
-  worker_cmd->add_option("--token-file", worker_token_file, "File holding the cluster token");
-  worker_cmd->add_option("--name", worker.name, "Name in logs and `ember status`");
+  worker_cmd->parse_complete_callback([] {});
+  worker_cmd->add_option("--scheduler", worker.scheduler, "The scheduler's HOST:PORT")
+      ->required()
+      ->envname("EMBER_SCHEDULER");
+  auto* backend_opt = worker_cmd->add_option("--backend", worker_backend, "auto, cpu or cuda")
+                          ->envname("EMBER_BACKEND");
+  worker_cmd->add_option("--gpu", worker.gpu, "CUDA device of this worker")->envname("EMBER_GPU");
+  worker_cmd
+      ->add_option("--listen", worker.listen,
+                   "HOST[:PORT] where peers fetch blocks (default: the address that "
+                   "reaches the scheduler)")
+      ->envname("EMBER_WORKER_LISTEN");
+  auto* device_memory_opt =
+      worker_cmd
+          ->add_option("--device-memory-limit", worker_memory,
+                       "Budget of the worker's device tier (all task slots together; on the "
+                       "CPU backend, host memory standing in for it)")
+          ->envname("EMBER_DEVICE_MEMORY_LIMIT");
+  std::string worker_host_memory;
+  auto* host_memory_opt =
+      worker_cmd
+          ->add_option("--host-memory-limit", worker_host_memory,
+                       "Budget of the worker's host tier (partitions spilled from the device "
+                       "tier); beyond it they spill to --spill-dir")
+          ->envname("EMBER_HOST_MEMORY_LIMIT");
+  worker_cmd
+      ->add_option("--spill-dir", worker.spill_dir,
+                   "Folder for partitions spilled to disk (default: a private folder under "
+                   "the system's temporary folder, removed at exit)")
+      ->envname("EMBER_SPILL_DIR");
+  worker_cmd->add_option("--slots", worker.task_slots, "Tasks run at once (default 2)")
+      ->envname("EMBER_SLOTS");
+  worker_cmd->add_option("--cpu-threads", worker.cpu_threads, "OpenMP threads per CPU task slot")
+      ->envname("EMBER_CPU_THREADS");
+  auto* worker_token_opt =
+      worker_cmd->add_option("--token-file", worker_token_file, "File holding the cluster token")
+          ->envname("EMBER_TOKEN_FILE");
+  worker_cmd->add_option("--name", worker.name, "Name in logs and `ember status`")
+      ->envname("EMBER_WORKER_NAME");
   std::int64_t reconnect_ms = 30'000;
-  worker_cmd->add_option("--reconnect-timeout-ms", reconnect_ms,
-                         "How long to wait for a restarted scheduler (0: exit at once)");
-  worker_cmd->add_flag("--shared-memory", worker.shared_memory,
-                       "Let UCX use shared memory to processes on this host");
+  auto* reconnect_opt =
+      worker_cmd
+          ->add_option("--reconnect-timeout-ms", reconnect_ms,
+                       "How long to wait for a restarted scheduler (0: exit at once)")
+          ->envname("EMBER_RECONNECT_TIMEOUT_MS");
+  worker_cmd
+      ->add_flag("--shared-memory", worker.shared_memory,
+                 "Let UCX use shared memory to processes on this host")
+      ->envname("EMBER_SHARED_MEMORY");
 
   // ember status
   cli::cluster_flags status_cluster;
@@ -152,10 +264,28 @@ int run_cli(int argc, char** argv) {
   // ember data
   cli::data_commands data(app);
 
+  // ember cache
+  cli::cache_commands cache(app);
+
+  const value_sources sources(argc, argv);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // A value CLI11 cannot convert or validate is bad input (exit status 2) like the values
+    // ember checks itself; one from an EMBER_* variable is named as such.
+    bool bad_value = dynamic_cast<const CLI::ConversionError*>(&e) != nullptr ||
+                     dynamic_cast<const CLI::ValidationError*>(&e) != nullptr;
+    if (!bad_value) return app.exit(e);
+    std::string message = e.what();
+    for (const auto* cmd : {sched_cmd, worker_cmd}) {
+      if (const auto* opt = sources.environment_option_in(*cmd, message); opt && *cmd) {
+        message = sources.name(*opt) + ": " + message;
+        break;
+      }
+    }
+    std::cerr << "ember: error: " << message << "\n"
+              << "Run with --help for more information.\n";
+    return 2;
   }
 
   if (*run_cmd) {
@@ -185,19 +315,28 @@ int run_cli(int argc, char** argv) {
     return cli::run_bench_locks(locks);
   }
   if (*sched_cmd) {
-    if (!sched_token_file.empty()) sched.token = cli::read_token_file(sched_token_file);
-    EMBER_EXPECTS(heartbeat_ms > 0, invalid_input, "--heartbeat-ms must be positive");
+    if (!sched_token_file.empty())
+      sched.token = parse_value(sources, sched_token_opt,
+                                [&] { return cli::read_token_file(sched_token_file); });
+    EMBER_EXPECTS(heartbeat_ms > 0, invalid_input,
+                  sources.name(*heartbeat_opt) + " must be positive");
     sched.heartbeat_interval = std::chrono::milliseconds(heartbeat_ms);
-    EMBER_EXPECTS(retention_ms >= 0, invalid_input, "--dead-worker-retention-ms: negative");
+    EMBER_EXPECTS(retention_ms >= 0, invalid_input, sources.name(*retention_opt) + ": negative");
     sched.dead_worker_retention = std::chrono::milliseconds(retention_ms);
     return cli::run_scheduler_command(sched);
   }
   if (*worker_cmd) {
-    worker.backend = parse_backend_choice(worker_backend);
+    worker.backend =
+        parse_value(sources, backend_opt, [&] { return parse_backend_choice(worker_backend); });
     if (!worker_memory.empty())
-      worker.device_memory_limit = cli::parse_size(worker_memory, "--device-memory-limit");
-    if (!worker_token_file.empty()) worker.token = cli::read_token_file(worker_token_file);
-    EMBER_EXPECTS(reconnect_ms >= 0, invalid_input, "--reconnect-timeout-ms: negative");
+      worker.device_memory_limit = cli::parse_size(worker_memory, sources.name(*device_memory_opt));
+    if (!worker_host_memory.empty())
+      worker.host_memory_limit =
+          cli::parse_size(worker_host_memory, sources.name(*host_memory_opt));
+    if (!worker_token_file.empty())
+      worker.token = parse_value(sources, worker_token_opt,
+                                 [&] { return cli::read_token_file(worker_token_file); });
+    EMBER_EXPECTS(reconnect_ms >= 0, invalid_input, sources.name(*reconnect_opt) + ": negative");
     worker.reconnect_timeout = std::chrono::milliseconds(reconnect_ms);
     return cli::run_worker_command(worker);
   }
@@ -209,6 +348,7 @@ int run_cli(int argc, char** argv) {
   }
   if (auto code = coordination.run()) return *code;
   if (auto code = data.run()) return *code;
+  if (auto code = cache.run()) return *code;
   return 0;
 }
 

@@ -11,7 +11,8 @@ EMBER_DECLARE_BACKENDS(std::unique_ptr<context> make_context(const context_optio
 namespace ember::gpu {
 int usable_device_count(std::string& reason) noexcept;
 memory_resource& pinned_upstream();
-}
+memory_resource& device_resource(int device);
+}  // namespace ember::gpu
 
 namespace ember {
 
@@ -63,9 +64,23 @@ std::string cuda_unavailable_reason() { return probe().reason; }
 
 context::context(backend_kind kind, context_options options, memory_resource& upstream)
     : _kind(kind), _options(std::move(options)) {
-  _tracker = std::make_unique<tracking_resource>(
-      upstream, std::string(to_string(kind)) + " device tier of " + _options.name,
-      _options.device_memory_limit);
+  if (_options.device_tier == nullptr) {
+    _tracker = std::make_unique<tracking_resource>(
+        upstream, std::string(to_string(kind)) + " device tier of " + _options.name,
+        _options.device_memory_limit);
+  }
+}
+
+memory_resource& device_tier_upstream(backend_kind kind, int device) {
+  if (kind == backend_kind::cpu) return default_host_pool();
+  EMBER_EXPECTS(cuda_available(), invalid_input,
+                "a CUDA device tier needs CUDA: " + cuda_unavailable_reason());
+#if EMBER_WITH_CUDA
+  return gpu::device_resource(device);
+#else
+  (void)device;
+  throw logic_error("unreachable: CUDA reported available in a build without CUDA");
+#endif
 }
 
 std::unique_ptr<context> context::create(const context_options& options) {

@@ -85,12 +85,12 @@ void block_fetcher::send_request(std::uint64_t ticket) {
     fail(ticket, "the connection to worker " + std::to_string(holder) + " is closed");
 }
 
-void block_fetcher::fail(std::uint64_t ticket, const std::string& why) {
+void block_fetcher::fail(std::uint64_t ticket, const std::string& why, bool gone) {
   {
     std::lock_guard lock(_mutex);
     if (_pending.erase(ticket) == 0) return;
   }
-  _done(ticket, std::nullopt, why);
+  _done(ticket, std::nullopt, why, gone);
 }
 
 void block_fetcher::on_block(const block_reply_msg& reply, table rows) {
@@ -98,11 +98,11 @@ void block_fetcher::on_block(const block_reply_msg& reply, table rows) {
     std::lock_guard lock(_mutex);
     if (_pending.erase(reply.request) == 0) return;  // cancelled or expired meanwhile
   }
-  _done(reply.request, std::move(rows), {});
+  _done(reply.request, std::move(rows), {}, false);
 }
 
 void block_fetcher::on_missing(const block_reply_msg& reply, const std::string& peer) {
-  fail(reply.request, "worker " + peer + " does not have the block: " + reply.message);
+  fail(reply.request, "worker " + peer + " does not have the block: " + reply.message, true);
 }
 
 bool block_fetcher::on_disconnected(transport::connection_id id, const std::string& reason) {

@@ -7,6 +7,7 @@
 #include <optional>
 #include <random>
 
+#include "detail/cache_backends.hpp"
 #include "detail/client_state.hpp"
 #include "detail/coordination_session.hpp"
 #include "detail/remote_session.hpp"
@@ -128,6 +129,26 @@ message_topic client::topic(const std::string& name) const {
 }
 
 key_value client::kv() const { return key_value(_state->coordination()); }
+
+std::shared_ptr<detail::cache_backend> detail::client_state::cache() {
+  expect_open();
+  std::lock_guard lock(_coordination_mutex);
+  if (!_cache) {
+    if (remote) {
+      _cache = std::make_shared<remote_cache_backend>(remote);
+    } else {
+      auto per_worker = options.device_memory_limit;
+      auto n = static_cast<std::size_t>(workers ? workers->num_workers() : 1);
+      auto limit = per_worker == tracking_resource::unlimited ? per_worker : per_worker * n;
+      _cache = std::make_shared<local_cache_backend>(limit);
+    }
+  }
+  return _cache;
+}
+
+distributed_cache client::cache() const { return distributed_cache(_state->cache()); }
+
+std::vector<cache_entry> client::residency() const { return _state->cache()->residency(); }
 
 namespace detail {
 std::vector<queue_info> decode_queue_list(std::span<const std::uint8_t> items);

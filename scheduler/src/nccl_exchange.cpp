@@ -6,12 +6,14 @@
 #include <ember/host/log.hpp>
 #include <ember/transport/nccl.hpp>
 
+#include <ember/scheduler/table_bytes.hpp>
+
 #include "detail/nccl_exchange.hpp"
 
 namespace ember::detail {
 
-void exchange_stage_with_nccl(const nccl_exchange_msg& x, int worker_id, block_store& blocks,
-                              context& ctx) {
+void exchange_stage_with_nccl(const nccl_exchange_msg& x, int worker_id,
+                              const nccl_block_access& blocks, context& ctx) {
   EMBER_EXPECTS(transport::nccl_built(), invalid_input,
                 "the NCCL exchange needs a build with CUDA and NCCL");
   EMBER_EXPECTS(ctx.kind() == backend_kind::cuda, invalid_input,
@@ -52,7 +54,7 @@ void exchange_stage_with_nccl(const nccl_exchange_msg& x, int worker_id, block_s
     std::vector<table_view> pieces;
     for (int r : reduces_of(q)) {
       for (int m : my_maps) {
-        auto b = blocks.get({x.stage, m, r});
+        auto b = blocks.get(block_key{x.stage, m, r});
         EMBER_EXPECTS(b.has_value(), logic_error,
                       "block (stage " + std::to_string(x.stage) + ", map " + std::to_string(m) +
                           ", reduce " + std::to_string(r) + ") is missing for the NCCL exchange");
@@ -105,7 +107,8 @@ void exchange_stage_with_nccl(const nccl_exchange_msg& x, int worker_id, block_s
                       "rank " + std::to_string(p) + " announced more rows than it sent");
         auto view = owner->view().slice(at, at + rows);
         at += rows;
-        blocks.put({x.stage, m, r}, block{owner, view, ctx.options().device, 0});
+        blocks.put(block_key{x.stage, m, r},
+                   block{owner, view, ctx.options().device, table_bytes(view, &ctx)});
       }
     }
   }

@@ -43,4 +43,10 @@ std::optional<int> choose_worker(const std::map<int, std::int64_t>& input_bytes,
   return holder_load - least_load > slack ? least->id : holder->id;
 }
 
+std::map<int, std::int64_t> tier_weighted_bytes(const std::map<int, input_residency>& residency) {
+  std::map<int, std::int64_t> out;
+  for (const auto& [worker, r] : residency) out[worker] = 4 * r.device + 2 * r.host + r.disk;
+  return out;
+}
+
 }  // namespace ember

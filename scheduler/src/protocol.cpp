@@ -47,11 +47,11 @@ void put_heartbeat(byte_writer& w, const heartbeat_msg& h) { h.encode(w); }
 
 std::string_view to_string(msg m) noexcept {
   static constexpr std::string_view names[] = {
-      "register_worker", "registered",     "heartbeat",    "peers",          "define_stage",
-      "run_task",        "task_done",      "task_failed",  "release_blocks", "fetch_block",
-      "block_data",      "block_missing",  "submit_job",   "job_progress",   "job_result",
-      "job_failed",      "status_request", "status_reply", "nccl_exchange",  "nccl_exchange_done",
-      "coord_request",   "coord_reply"};
+      "register_worker", "registered",     "heartbeat",     "peers",          "define_stage",
+      "run_task",        "task_done",      "task_failed",   "release_blocks", "fetch_block",
+      "block_data",      "block_missing",  "submit_job",    "job_progress",   "job_result",
+      "job_failed",      "status_request", "status_reply",  "nccl_exchange",  "nccl_exchange_done",
+      "coord_request",   "coord_reply",    "cache_request", "cache_reply"};
   auto i = static_cast<std::size_t>(m) - transport::first_application_type;
   return i < std::size(names) ? names[i] : "unknown";
 }
@@ -87,6 +87,8 @@ std::pair<error_kind, std::string> describe_error(std::exception_ptr e) {
     return {error_kind::timeout, x.what()};
   } catch (const cancelled& x) {
     return {error_kind::cancelled, x.what()};
+  } catch (const data_lost& x) {
+    return {error_kind::data_lost, x.what()};
   } catch (const logic_error& x) {
     return {error_kind::logic_error, x.what()};
   } catch (const std::exception& x) {
@@ -112,6 +114,8 @@ void throw_error(error_kind kind, const std::string& message) {
       throw timeout(message);
     case error_kind::cancelled:
       throw cancelled(message);
+    case error_kind::data_lost:
+      throw data_lost(message);
     case error_kind::error:
       break;
   }
@@ -159,12 +163,80 @@ registered_msg registered_msg::decode(byte_reader& r) {
   return m;
 }
 
+void store_report::encode(byte_writer& w) const {
+  w.put_count(tiers.size());
+  for (const auto& t : tiers) {
+    w.put(t.tier);
+    w.put(t.used);
+    w.put(t.peak);
+    w.put(t.limit);
+    w.put(t.partitions);
+    w.put(t.partition_bytes);
+  }
+  for (auto v :
+       {spilled_to_host_bytes, spilled_to_disk_bytes, unspilled_from_host_bytes,
+        unspilled_from_disk_bytes, spills, unspills, hits, tier_hits, misses, corrupt_spills})
+    w.put(v);
+  w.put_f64(spill_seconds);
+  w.put_f64(unspill_seconds);
+}
+store_report store_report::decode(byte_reader& r) {
+  store_report m;
+  auto n = r.get_count("tiers", 41);
+  for (std::size_t i = 0; i < n; ++i) {
+    tier_report t;
+    t.tier = r.get<std::uint8_t>("tier");
+    if (t.tier > 3) throw invalid_input("tier " + std::to_string(t.tier) + " out of range");
+    t.used = r.get<std::uint64_t>("tier used");
+    t.peak = r.get<std::uint64_t>("tier peak");
+    t.limit = r.get<std::uint64_t>("tier limit");
+    t.partitions = r.get<std::uint64_t>("tier partitions");
+    t.partition_bytes = r.get<std::int64_t>("tier partition bytes");
+    m.tiers.push_back(t);
+  }
+  for (auto* v : {&m.spilled_to_host_bytes, &m.spilled_to_disk_bytes, &m.unspilled_from_host_bytes,
+                  &m.unspilled_from_disk_bytes, &m.spills, &m.unspills, &m.hits, &m.tier_hits,
+                  &m.misses, &m.corrupt_spills})
+    *v = r.get<std::int64_t>("store counter");
+  m.spill_seconds = r.get_f64("spill seconds");
+  m.unspill_seconds = r.get_f64("unspill seconds");
+  return m;
+}
+
+namespace {
+void put_residency(byte_writer& w, const residency_entry& e) {
+  w.put_string(e.key);
+  w.put(e.tier);
+  w.put(e.bytes);
+  w.put(e.rows);
+  w.put(e.pins);
+  w.put(e.last_use_ms);
+}
+residency_entry get_residency(byte_reader& r) {
+  residency_entry e;
+  e.key = r.get_string("partition key");
+  e.tier = r.get<std::uint8_t>("partition tier");
+  if (e.tier > 3) throw invalid_input("tier " + std::to_string(e.tier) + " out of range");
+  e.bytes = r.get<std::int64_t>("partition bytes");
+  e.rows = r.get<std::int64_t>("partition rows");
+  e.pins = r.get<std::int32_t>("partition pins");
+  e.last_use_ms = r.get<std::int64_t>("partition last use");
+  return e;
+}
+}  // namespace
+
 void heartbeat_msg::encode(byte_writer& w) const {
   w.put(running);
   w.put(queued);
   w.put(memory_used);
   w.put(memory_peak);
   w.put(block_bytes);
+  w.put(held_back);
+  store.encode(w);
+  w.put_bool(residency_full);
+  w.put_count(changed.size());
+  for (const auto& e : changed) put_residency(w, e);
+  w.put_strings(removed);
 }
 heartbeat_msg heartbeat_msg::decode(byte_reader& r) {
   heartbeat_msg m;
@@ -173,6 +245,73 @@ heartbeat_msg heartbeat_msg::decode(byte_reader& r) {
   m.memory_used = r.get<std::uint64_t>("memory used");
   m.memory_peak = r.get<std::uint64_t>("memory peak");
   m.block_bytes = r.get<std::uint64_t>("block bytes");
+  m.held_back = r.get<std::int32_t>("held back");
+  m.store = store_report::decode(r);
+  m.residency_full = r.get_bool("residency full");
+  auto n = r.get_count("changed partitions", 33);
+  for (std::size_t i = 0; i < n; ++i) m.changed.push_back(get_residency(r));
+  m.removed = r.get_strings("removed partitions");
+  return m;
+}
+
+void cache_request_msg::encode(byte_writer& w) const {
+  w.put(request);
+  w.put(static_cast<std::uint8_t>(op));
+  w.put_string(key);
+}
+cache_request_msg cache_request_msg::decode(byte_reader& r) {
+  cache_request_msg m;
+  m.request = r.get<std::uint64_t>("request");
+  m.op = r.get_enum(cache_op::residency, "cache operation");
+  m.key = r.get_string("key");
+  return m;
+}
+
+void cache_reply_msg::encode(byte_writer& w) const {
+  w.put(request);
+  w.put_bool(ok);
+  w.put(static_cast<std::uint8_t>(kind));
+  w.put_string(message);
+  w.put_bool(found);
+  w.put(worker);
+  w.put_count(entries.size());
+  for (const auto& e : entries) {
+    w.put_string(e.key);
+    w.put(e.worker);
+    w.put_string(e.worker_name);
+    w.put(e.tier);
+    w.put(e.bytes);
+    w.put(e.rows);
+    w.put(e.pins);
+    w.put(e.last_use_ms);
+    w.put_bool(e.lost);
+    w.put_string(e.lost_reason);
+  }
+}
+cache_reply_msg cache_reply_msg::decode(byte_reader& r) {
+  cache_reply_msg m;
+  m.request = r.get<std::uint64_t>("request");
+  m.ok = r.get_bool("ok");
+  m.kind = r.get_enum(error_kind::data_lost, "error kind");
+  m.message = r.get_string("message");
+  m.found = r.get_bool("found");
+  m.worker = r.get<std::int32_t>("worker");
+  auto n = r.get_count("entries", 46);
+  for (std::size_t i = 0; i < n; ++i) {
+    cache_entry_info e;
+    e.key = r.get_string("key");
+    e.worker = r.get<std::int32_t>("worker");
+    e.worker_name = r.get_string("worker name");
+    e.tier = r.get<std::uint8_t>("tier");
+    if (e.tier > 3) throw invalid_input("tier " + std::to_string(e.tier) + " out of range");
+    e.bytes = r.get<std::int64_t>("bytes");
+    e.rows = r.get<std::int64_t>("rows");
+    e.pins = r.get<std::int32_t>("pins");
+    e.last_use_ms = r.get<std::int64_t>("last use");
+    e.lost = r.get_bool("lost");
+    e.lost_reason = r.get_string("lost reason");
+    m.entries.push_back(std::move(e));
+  }
   return m;
 }
 
@@ -315,6 +454,11 @@ void task_failed_msg::encode(byte_writer& w) const {
   w.put(static_cast<std::uint8_t>(kind));
   w.put_string(message);
   w.put_bool(input_lost);
+  w.put_count(lost_blocks.size());
+  for (auto [stage, map] : lost_blocks) {
+    w.put(stage);
+    w.put(map);
+  }
 }
 task_failed_msg task_failed_msg::decode(byte_reader& r) {
   task_failed_msg m;
@@ -322,9 +466,15 @@ task_failed_msg task_failed_msg::decode(byte_reader& r) {
   m.stage = r.get<std::int32_t>("stage");
   m.partition = r.get<std::int32_t>("partition");
   m.attempt = r.get<std::int32_t>("attempt");
-  m.kind = r.get_enum(error_kind::cancelled, "error kind");
+  m.kind = r.get_enum(error_kind::data_lost, "error kind");
   m.message = r.get_string("message");
   m.input_lost = r.get_bool("input lost");
+  auto n = r.get_count("lost blocks", 8);
+  for (std::size_t i = 0; i < n; ++i) {
+    auto stage = r.get<std::int32_t>("lost block stage");
+    auto map = r.get<std::int32_t>("lost block map");
+    m.lost_blocks.emplace_back(stage, map);
+  }
   return m;
 }
 
@@ -516,7 +666,7 @@ void job_failed_msg::encode(byte_writer& w) const {
 job_failed_msg job_failed_msg::decode(byte_reader& r) {
   job_failed_msg m;
   m.request = r.get<std::uint64_t>("request");
-  m.kind = r.get_enum(error_kind::cancelled, "error kind");
+  m.kind = r.get_enum(error_kind::data_lost, "error kind");
   m.message = r.get_string("message");
   return m;
 }
@@ -653,7 +803,7 @@ coord_reply_msg coord_reply_msg::decode(byte_reader& r) {
   coord_reply_msg m;
   m.request = r.get<std::uint64_t>("request");
   m.ok = r.get_bool("ok");
-  m.kind = r.get_enum(error_kind::cancelled, "error kind");
+  m.kind = r.get_enum(error_kind::data_lost, "error kind");
   m.message = r.get_string("message");
   m.found = r.get_bool("found");
   m.token = r.get<std::uint64_t>("token");

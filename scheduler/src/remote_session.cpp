@@ -46,6 +46,12 @@ void remote_session::on_message(transport::connection_id, std::uint16_t type,
       if (it != _pending.end()) it->second.status = std::move(s);
       break;
     }
+    case msg::cache_reply: {
+      auto c = decode<cache_reply_msg>(m, body, _address);
+      auto it = _pending.find(c.request);
+      if (it != _pending.end()) it->second.cache = std::move(c);
+      break;
+    }
     default:
       throw invalid_input("unexpected message '" + std::string(to_string(m)) +
                           "' from the scheduler");
@@ -56,6 +62,16 @@ void remote_session::on_message(transport::connection_id, std::uint16_t type,
 void remote_session::on_table(transport::connection_id, std::uint16_t type,
                               std::span<const std::uint8_t> header, table rows) {
   auto m = static_cast<msg>(type);
+  if (m == msg::cache_reply) {
+    auto c = decode<cache_reply_msg>(m, header, _address);
+    std::lock_guard lock(_mutex);
+    auto it = _pending.find(c.request);
+    if (it == _pending.end()) return;
+    it->second.cache = std::move(c);
+    it->second.cache_rows = std::move(rows);
+    _cv.notify_all();
+    return;
+  }
   if (m != msg::job_result)
     throw invalid_input("unexpected table message '" + std::string(to_string(m)) +
                         "' from the scheduler");
@@ -171,6 +187,36 @@ job_result remote_session::run(const plan& p) {
   }
 }
 
+std::pair<cache_reply_msg, std::optional<table>> remote_session::cache_call(
+    cache_request_msg request, const table_view* rows, std::chrono::milliseconds limit) {
+  transport::connection_id scheduler = 0;
+  {
+    std::unique_lock lock(_mutex);
+    reconnect_if_lost(lock);
+    request.request = _next_request++;
+    _pending[request.request];
+    scheduler = _scheduler;
+  }
+  if (rows != nullptr) {
+    _net->send_table(scheduler, static_cast<std::uint16_t>(msg::cache_request), encode(request),
+                     transport::describe_table(*rows, nullptr));
+  } else {
+    _net->send(scheduler, static_cast<std::uint16_t>(msg::cache_request), encode(request));
+  }
+  std::unique_lock lock(_mutex);
+  bool answered =
+      _cv.wait_for(lock, limit, [&] { return _pending.at(request.request).cache || _lost; });
+  auto reply = std::move(_pending.at(request.request).cache);
+  auto got = std::move(_pending.at(request.request).cache_rows);
+  _pending.erase(request.request);
+  if (!answered)
+    throw timeout("the scheduler at " + _address + " did not answer a cache request within " +
+                  std::to_string(limit.count()) + " ms");
+  if (!reply) throw transport_error("lost the scheduler at " + _address + ": " + *_lost);
+  if (!reply->ok) throw_error(reply->kind, reply->message);
+  return {std::move(*reply), std::move(got)};
+}
+
 cluster_status remote_session::status(std::chrono::milliseconds limit) {
   std::uint64_t request;
   transport::connection_id scheduler = 0;
@@ -214,6 +260,23 @@ cluster_status remote_session::status(std::chrono::milliseconds limit) {
     i.memory_peak = ws.last.memory_peak;
     i.block_bytes = ws.last.block_bytes;
     i.pid = ws.info.pid;
+    const auto& st = ws.last.store;
+    for (const auto& t : st.tiers) {
+      i.tiers.push_back(tier_status{std::string(to_string(static_cast<memory_tier>(t.tier))),
+                                    t.used, t.peak, t.limit, t.partitions, t.partition_bytes});
+    }
+    i.spilled_to_host_bytes = st.spilled_to_host_bytes;
+    i.spilled_to_disk_bytes = st.spilled_to_disk_bytes;
+    i.unspilled_bytes = st.unspilled_from_host_bytes + st.unspilled_from_disk_bytes;
+    i.spills = st.spills;
+    i.unspills = st.unspills;
+    i.spill_seconds = st.spill_seconds;
+    i.unspill_seconds = st.unspill_seconds;
+    i.hits = st.hits;
+    i.tier_hits = st.tier_hits;
+    i.misses = st.misses;
+    i.corrupt_spills = st.corrupt_spills;
+    i.held_back_tasks = ws.last.held_back;
     out.workers.push_back(std::move(i));
   }
   return out;

@@ -11,6 +11,7 @@
 #include <ember/scheduler/coordination_client.hpp>
 #include <ember/scheduler/placement.hpp>
 #include <ember/scheduler/plan_codec.hpp>
+#include <ember/scheduler/residency_catalog.hpp>
 #include <ember/scheduler/scheduler_service.hpp>
 #include <ember/transport/nccl.hpp>
 #include <ember/transport/node.hpp>
@@ -103,6 +104,20 @@ struct stage_rec {
   std::int64_t reported = -1;
 };
 
+// A cache request the scheduler passed on to a worker, until the worker answers.
+struct forwarded_cache_request {
+  connection_id client = 0;
+  std::uint64_t client_request = 0;
+  cache_op op = cache_op::get;
+  std::string key;  // the user's key
+  int worker = -1;
+  std::int64_t bytes = 0, rows = 0;  // of a put
+  clock_type::time_point deadline;
+};
+
+// How long a worker may take to answer a forwarded cache request (a put or get moves a table).
+constexpr auto cache_forward_timeout = std::chrono::seconds(60);
+
 struct job_rec {
   std::uint64_t id = 0;
   connection_id client = 0;
@@ -142,6 +157,9 @@ struct scheduler_service::impl final : transport::node_handler {
   std::uint64_t next_job = 1;
   std::int64_t finished_jobs = 0;
   std::int64_t tasks_done = 0;
+  residency_catalog catalog;
+  std::map<std::uint64_t, forwarded_cache_request> forwarded;  // by the worker's request id
+  std::uint64_t next_forward = 1;
   // Coordination requests are answered on the transport's progress thread (no hop through the
   // event loop: a lock round trip is latency-bound), their replies sent at the end of each
   // progress turn after one log sync; the event loop drives its timers and system events.
@@ -281,6 +299,7 @@ struct scheduler_service::impl final : transport::node_handler {
       try {
         check_workers();
         check_jobs();
+        expire_forwarded();
         schedule();
         std::lock_guard lock(coordination_mutex);
         coordination->tick(clock_type::now());
@@ -341,11 +360,17 @@ struct scheduler_service::impl final : transport::node_handler {
       case msg::heartbeat: {
         auto h = decode_from<heartbeat_msg>(m, e.from, e.body);
         if (auto* w = worker_at(e.from)) {
-          w->last = h;
+          apply_residency(w->id, h);
+          w->last = std::move(h);
           w->last_heartbeat = clock_type::now();
         }
         return;
       }
+      case msg::cache_request:
+        return cache_request(e.from, decode_from<cache_request_msg>(m, e.from, e.body),
+                             std::nullopt);
+      case msg::cache_reply:
+        return cache_answer(e.from, decode_from<cache_reply_msg>(m, e.from, e.body), std::nullopt);
       case msg::task_done: {
         auto d = decode_from<task_done_msg>(m, e.from, e.body);
         return task_done(e.from, std::move(d), std::nullopt);
@@ -370,6 +395,14 @@ struct scheduler_service::impl final : transport::node_handler {
 
   void handle(table_event& e) {
     auto m = static_cast<msg>(e.type);
+    if (m == msg::cache_request) {
+      return cache_request(e.from, decode_from<cache_request_msg>(m, e.from, e.header),
+                           std::move(e.rows));
+    }
+    if (m == msg::cache_reply) {
+      return cache_answer(e.from, decode_from<cache_reply_msg>(m, e.from, e.header),
+                          std::move(e.rows));
+    }
     if (m != msg::task_done)
       throw invalid_input("unexpected table message '" + std::string(to_string(m)) + "'");
     auto d = decode_from<task_done_msg>(m, e.from, e.header);
@@ -442,6 +475,9 @@ struct scheduler_service::impl final : transport::node_handler {
     w.died = clock_type::now();
     worker_of.erase(w.conn);
     logger().warn("scheduler: worker {} ({}) is dead: {}", id, w.info.name, reason);
+    catalog.worker_lost(id, w.info.name, reason);
+    fail_forwarded_to(id, "worker " + std::to_string(id) + " (" + w.info.name +
+                              ") died before answering: " + reason);
     publish(workers_topic, "{\"event\": \"left\", \"worker\": " + std::to_string(id) +
                                ", \"name\": " + json_quote(w.info.name) +
                                ", \"reason\": " + json_quote(reason) + "}");
@@ -613,20 +649,34 @@ struct scheduler_service::impl final : transport::node_handler {
     return true;
   }
 
-  // Bytes of task p's input held by each worker.
+  // Where task p's input lies, weighted by tier (placement.hpp): the residency catalog's word
+  // for each block; a block it has not heard of yet (written since the last heartbeat) counts
+  // as in the device tier of the worker that wrote it.
   std::map<int, std::int64_t> input_bytes(const job_rec& job, std::size_t s, int p) const {
-    std::map<int, std::int64_t> out;
+    std::map<int, input_residency> where;
     const auto& st = job.plan.stages[s];
     for (auto in : st.inputs) {
       const auto& up = job.stages[static_cast<std::size_t>(in)];
       const auto& spec = job.plan.stages[static_cast<std::size_t>(in)].output;
       auto reduce = spec.mode == exchange_mode::hash ? static_cast<std::size_t>(p) : 0u;
-      for (const auto& t : up.tasks) {
+      for (std::size_t m = 0; m < up.tasks.size(); ++m) {
+        const auto& t = up.tasks[m];
+        auto key = "block/" + std::to_string(job.id) + "/" + std::to_string(in) + "/" +
+                   std::to_string(m) + "/" + std::to_string(reduce);
+        auto r = catalog.find(key);
+        if (r && r->worker == t.worker) {
+          auto b = std::max<std::int64_t>(r->bytes, 1);
+          auto& in_tier = where[r->worker];
+          (r->tier == memory_tier::device ? in_tier.device
+           : r->tier == memory_tier::disk ? in_tier.disk
+                                          : in_tier.host) += b;
+          continue;
+        }
         std::int64_t b = reduce < t.done.block_bytes.size() ? t.done.block_bytes[reduce] : 0;
-        out[t.worker] += std::max<std::int64_t>(b, 1);
+        where[t.worker].device += std::max<std::int64_t>(b, 1);
       }
     }
-    return out;
+    return tier_weighted_bytes(where);
   }
 
   // The worker for task p of stage s: the NCCL owner of its partition when its input went
@@ -859,6 +909,7 @@ struct scheduler_service::impl final : transport::node_handler {
                                 ", \"worker\": " + std::to_string(worker_of.at(from)) +
                                 ", \"input_lost\": " + (f.input_lost ? "true" : "false") +
                                 ", \"message\": " + json_quote(f.message) + "}");
+    if (!f.lost_blocks.empty()) rerun_lost_blocks(*job, f);
     if (f.input_lost && ++t->lost_inputs <= options.max_attempts * 4) {
       // Its inputs died with a worker; they are recomputed, then it runs again.
       t->st = task_state::pending;
@@ -871,6 +922,34 @@ struct scheduler_service::impl final : transport::node_handler {
     fail(*job, f.kind,
          "task " + std::to_string(f.partition) + " of stage '" + name + "' failed on worker " +
              std::to_string(worker_of.at(from)) + ": " + f.message);
+  }
+
+  // Blocks a worker lost (a damaged spill file): the map tasks that wrote them run again, so
+  // their consumers can.
+  void rerun_lost_blocks(job_rec& job, const task_failed_msg& f) {
+    for (auto [stage, map] : f.lost_blocks) {
+      if (stage < 0 || static_cast<std::size_t>(stage) >= job.stages.size()) continue;
+      auto& st = job.stages[static_cast<std::size_t>(stage)];
+      if (map < 0 || static_cast<std::size_t>(map) >= st.tasks.size()) continue;
+      auto& t = st.tasks[static_cast<std::size_t>(map)];
+      if (t.st != task_state::done) continue;
+      logger().warn("scheduler: job {}: task {} of stage '{}' runs again: its output was lost ({})",
+                    job.id, map, job.plan.stages[static_cast<std::size_t>(stage)].name, f.message);
+      --st.done;
+      st.finished = false;
+      st.exchange = exchange_state::none;
+      t.st = task_state::pending;
+      t.worker = -1;
+      ++t.attempt;
+      ++job.retried;
+      st.pending.push_back(map);
+      if (t.attempt >= options.max_attempts) {
+        return fail(job, f.kind,
+                    "the output of task " + std::to_string(map) + " of stage '" +
+                        job.plan.stages[static_cast<std::size_t>(stage)].name + "' was lost " +
+                        std::to_string(t.attempt) + " times; last: " + f.message);
+      }
+    }
   }
 
   void finish(job_rec& job) {
@@ -981,6 +1060,225 @@ struct scheduler_service::impl final : transport::node_handler {
       }
     }
     std::erase_if(jobs, [](const auto& j) { return j.second.ended; });
+  }
+
+  // ---- the residency catalog and the named cache ------------------------------------------------
+
+  void apply_residency(int worker, heartbeat_msg& h) {
+    std::vector<residency_record> records;
+    records.reserve(h.changed.size());
+    for (auto& e : h.changed) {
+      records.push_back(residency_record{std::move(e.key), worker, static_cast<memory_tier>(e.tier),
+                                         e.bytes, e.rows, e.pins, e.last_use_ms});
+    }
+    if (h.residency_full) {
+      catalog.replace_worker(worker, std::move(records));
+    } else {
+      catalog.update(worker, std::move(records), h.removed);
+    }
+    // The batch is applied; `last` keeps the counters only.
+    h.changed.clear();
+    h.removed.clear();
+  }
+
+  cache_entry_info entry_info(const residency_record& r, std::string key) const {
+    cache_entry_info e;
+    e.key = std::move(key);
+    e.worker = r.worker;
+    auto w = workers.find(r.worker);
+    if (w != workers.end()) e.worker_name = w->second.info.name;
+    e.tier = static_cast<std::uint8_t>(r.tier);
+    e.bytes = r.bytes;
+    e.rows = r.rows;
+    e.pins = r.pins;
+    e.last_use_ms = r.last_use_ms;
+    return e;
+  }
+
+  void reply_cache(connection_id to, const cache_reply_msg& reply,
+                   std::optional<table> rows = std::nullopt) {
+    if (rows) {
+      auto owned = std::make_shared<const table>(std::move(*rows));
+      net->send_table(to, static_cast<std::uint16_t>(msg::cache_reply), encode(reply),
+                      transport::describe_table(owned->view(), owned));
+    } else {
+      net->send(to, static_cast<std::uint16_t>(msg::cache_reply), encode(reply));
+    }
+  }
+
+  void reply_cache_error(connection_id to, std::uint64_t request, error_kind kind,
+                         std::string message) {
+    cache_reply_msg r;
+    r.request = request;
+    r.ok = false;
+    r.kind = kind;
+    r.message = std::move(message);
+    reply_cache(to, r);
+  }
+
+  // The live worker with the most room in its device tier (as its last heartbeat said).
+  int worker_for_put() const {
+    int best = -1;
+    std::uint64_t best_room = 0;
+    for (const auto& [id, w] : workers) {
+      if (!w.alive) continue;
+      std::uint64_t room = std::numeric_limits<std::uint64_t>::max() / 2;
+      if (!w.last.store.tiers.empty()) {
+        const auto& d = w.last.store.tiers.front();
+        if (d.limit != 0) room = d.limit > d.used ? d.limit - d.used : 0;
+      }
+      // Ties (unlimited tiers): the worker holding the fewest cached bytes.
+      std::uint64_t cached = 0;
+      for (const auto& r : catalog.with_prefix(residency_catalog::cache_prefix))
+        if (r.worker == id) cached += static_cast<std::uint64_t>(r.bytes);
+      room -= std::min(room, cached);
+      if (best < 0 || room > best_room) {
+        best = id;
+        best_room = room;
+      }
+    }
+    return best;
+  }
+
+  void forward_cache(connection_id client, const cache_request_msg& m, int worker,
+                     std::optional<table> rows) {
+    auto id = next_forward++;
+    forwarded_cache_request f;
+    f.client = client;
+    f.client_request = m.request;
+    f.op = m.op;
+    f.key = m.key;
+    f.worker = worker;
+    f.deadline = clock_type::now() + cache_forward_timeout;
+    cache_request_msg out = m;
+    out.request = id;
+    auto& w = workers.at(worker);
+    if (rows) {
+      f.rows = rows->num_rows();
+      auto owned = std::make_shared<const table>(std::move(*rows));
+      f.bytes = static_cast<std::int64_t>(transport::body_bytes(owned->view()));
+      net->send_table(w.conn, static_cast<std::uint16_t>(msg::cache_request), encode(out),
+                      transport::describe_table(owned->view(), owned));
+    } else {
+      net->send(w.conn, static_cast<std::uint16_t>(msg::cache_request), encode(out));
+    }
+    forwarded[id] = std::move(f);
+  }
+
+  // A client's request of the named cache or the catalog.
+  void cache_request(connection_id from, const cache_request_msg& m, std::optional<table> rows) {
+    EMBER_EXPECTS(worker_of.find(from) == worker_of.end(), invalid_input,
+                  "cache requests come from clients, not workers");
+    auto key = std::string(residency_catalog::cache_prefix) + m.key;
+    auto live = catalog.find(key);
+    switch (m.op) {
+      case cache_op::put: {
+        if (!rows)
+          return reply_cache_error(from, m.request, error_kind::invalid_input,
+                                   "a cache put carries a table");
+        if (m.key.empty())
+          return reply_cache_error(from, m.request, error_kind::invalid_input,
+                                   "a cache key may not be empty");
+        int worker = live ? live->worker : worker_for_put();
+        if (worker < 0)
+          return reply_cache_error(from, m.request, error_kind::transport_error,
+                                   "no live worker to hold cache entry '" + m.key + "'");
+        return forward_cache(from, m, worker, std::move(rows));
+      }
+      case cache_op::get:
+      case cache_op::erase: {
+        if (!live) {
+          auto lost = catalog.lost_reason(key);
+          if (lost && m.op == cache_op::get) {
+            return reply_cache_error(from, m.request, error_kind::data_lost,
+                                     "cache entry '" + m.key + "' is lost: " + *lost);
+          }
+          cache_reply_msg r;
+          r.request = m.request;
+          r.found = lost.has_value();
+          catalog.forget_lost(key);
+          return reply_cache(from, r);
+        }
+        return forward_cache(from, m, live->worker, std::nullopt);
+      }
+      case cache_op::list:
+      case cache_op::residency: {
+        cache_reply_msg r;
+        r.request = m.request;
+        r.found = true;
+        auto prefix = m.op == cache_op::list ? residency_catalog::cache_prefix : "";
+        for (const auto& rec : catalog.with_prefix(prefix))
+          r.entries.push_back(entry_info(rec, rec.key.substr(prefix.size())));
+        for (auto& [k, why] : catalog.lost_with_prefix(residency_catalog::cache_prefix)) {
+          cache_entry_info e;
+          e.key = m.op == cache_op::list ? k.substr(prefix.size()) : k;
+          e.lost = true;
+          e.lost_reason = why;
+          r.entries.push_back(std::move(e));
+        }
+        std::sort(r.entries.begin(), r.entries.end(),
+                  [](const auto& a, const auto& b) { return a.key < b.key; });
+        return reply_cache(from, r);
+      }
+    }
+  }
+
+  // A worker's answer to a forwarded cache request: the catalog learns of it at once (a get
+  // right after a put must find the entry), and the client gets the answer.
+  void cache_answer(connection_id from, cache_reply_msg m, std::optional<table> rows) {
+    auto* w = worker_at(from);
+    EMBER_EXPECTS(w != nullptr, invalid_input, "a cache reply from a connection that is no worker");
+    auto it = forwarded.find(m.request);
+    if (it == forwarded.end()) return;  // timed out meanwhile
+    auto f = std::move(it->second);
+    forwarded.erase(it);
+    auto key = std::string(residency_catalog::cache_prefix) + f.key;
+    if (m.ok && f.op == cache_op::put) {
+      residency_record r{key,
+                         w->id,
+                         memory_tier::host,
+                         f.bytes,
+                         f.rows,
+                         0,
+                         std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count()};
+      if (m.entries.size() == 1) r.tier = static_cast<memory_tier>(m.entries.front().tier);
+      catalog.update(w->id, {r}, {});
+      m.worker = w->id;
+    }
+    if (m.ok && f.op == cache_op::erase) catalog.update(w->id, {}, {key});
+    m.request = f.client_request;
+    reply_cache(f.client, m, std::move(rows));
+  }
+
+  void fail_forwarded_to(int worker, const std::string& why) {
+    for (auto it = forwarded.begin(); it != forwarded.end();) {
+      if (it->second.worker != worker) {
+        ++it;
+        continue;
+      }
+      reply_cache_error(
+          it->second.client, it->second.client_request,
+          it->second.op == cache_op::get ? error_kind::data_lost : error_kind::transport_error,
+          "cache entry '" + it->second.key + "': " + why);
+      it = forwarded.erase(it);
+    }
+  }
+
+  void expire_forwarded() {
+    auto now = clock_type::now();
+    for (auto it = forwarded.begin(); it != forwarded.end();) {
+      if (now < it->second.deadline) {
+        ++it;
+        continue;
+      }
+      reply_cache_error(it->second.client, it->second.client_request, error_kind::timeout,
+                        "worker " + std::to_string(it->second.worker) +
+                            " did not answer for cache entry '" + it->second.key + "' within " +
+                            std::to_string(cache_forward_timeout.count()) + " s");
+      it = forwarded.erase(it);
+    }
   }
 
   void send_status(connection_id to, std::uint64_t request) {

@@ -103,6 +103,14 @@ table generated_partition(const generate_source& source, int p, int partitions,
   return generate_rows(source, first, last, mr);
 }
 
+std::string dataset_scan_key(const dataset_source& source, int p) {
+  std::string key = "scan/" + source.root + "/" + source.name + "/v" +
+                    std::to_string(source.version) + "/p" + std::to_string(p) + "/";
+  for (std::size_t i = 0; i < source.columns.size(); ++i)
+    key += (i == 0 ? "" : ",") + source.columns[i];
+  return key;
+}
+
 scanned_partition dataset_scan_partition(const dataset_source& source, int p, memory_resource& mr) {
   EMBER_EXPECTS(source.version != 0, invalid_input,
                 "dataset '" + source.name + "': the scan's version was not resolved");

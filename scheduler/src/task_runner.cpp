@@ -90,10 +90,24 @@ class task_evaluator {
   part eval_node(const generate_source& n, int p) {
     return source_part(own(generated_partition(n, p, n.partitions, host_resource())));
   }
+  // A dataset partition comes from the worker's store when an earlier job read it (committed
+  // versions never change), else from its file, and is then kept for the next job.
   part eval_node(const dataset_source& n, int p) {
+    auto key = dataset_scan_key(n, p);
+    if (auto kept = _io.kept_partition(key)) {
+      part cached{std::move(kept->owner), kept->rows};
+      _io.add_input(cached.rows.num_rows(), kept->bytes);
+      return cached;
+    }
     auto scanned = dataset_scan_partition(n, p, host_resource());
-    if (scanned.skipped) ++_partitions_skipped;
-    return source_part(own(std::move(scanned.rows)));
+    if (scanned.skipped) {
+      ++_partitions_skipped;
+      return source_part(own(std::move(scanned.rows)));
+    }
+    auto out = source_part(own(std::move(scanned.rows)));
+    _io.keep_partition(key,
+                       block{out.owner, out.rows, block_device(out), table_bytes(out.rows, &_ctx)});
+    return out;
   }
   part eval_node(const exchange_source& n, int p) {
     int reduce = n.mode == exchange_mode::hash ? p : 0;
@@ -173,14 +187,24 @@ class task_evaluator {
   // Where blocks live: the producer's memory, unless its consumers cannot read it; then pinned
   // host memory, which the device fills at full speed and the network sends without a bounce.
   part for_exchange(part p) {
-    if (on_cuda() && _io.blocks_on_host())
-      return own(to_host(p.rows, _ctx, pinned_host_resource()));
+    if (on_cuda() && _io.blocks_on_host()) return own(to_host(p.rows, _ctx, _io.host_staging()));
     return p;
   }
   int block_device(const part& p) const {
     return on_cuda() && p.rows.num_columns() > 0 && p.rows.column(0).kind() == memory_kind::device
                ? _device
                : -1;
+  }
+
+  // A compact copy of a block's rows in the memory they are in (see task_io::separate_blocks).
+  part own_copy(const table_view& rows) {
+    bool host = rows.num_columns() == 0 || rows.column(0).kind() != memory_kind::device;
+    if (!host) {
+      auto copy = own(concatenate({rows}, _ctx));
+      _ctx.synchronize();
+      return copy;
+    }
+    return own(copy_table(rows, on_cuda() ? _io.host_staging() : _ctx.resource()));
   }
 
   // Publishes the task's output. On CUDA the stream is synchronised first: consumers read
@@ -190,6 +214,7 @@ class task_evaluator {
     switch (spec.mode) {
       case exchange_mode::hash: {
         auto split = hash_partition(out.rows, spec.keys, spec.partitions, _ctx);
+        out = part{};  // the partitioned copy replaces it
         auto whole = for_exchange(own(std::move(split.rows)));
         _ctx.synchronize();
         int device = block_device(whole);
@@ -197,7 +222,9 @@ class task_evaluator {
           auto rows = whole.rows.slice(split.offsets[static_cast<std::size_t>(r)],
                                        split.offsets[static_cast<std::size_t>(r) + 1]);
           auto block_bytes = table_bytes(rows, &_ctx);
-          _io.put_block(r, block{whole.owner, rows, device, block_bytes});
+          part piece{whole.owner, rows};
+          if (_io.separate_blocks()) piece = own_copy(rows);
+          _io.put_block(r, block{std::move(piece.owner), piece.rows, device, block_bytes});
         }
         return;
       }

@@ -156,6 +156,46 @@ TEST_F(cli, bad_input_gets_a_clear_message_and_exit_status_2) {
   }
 }
 
+// `ember scheduler` and `ember worker` read every option from an EMBER_* variable too (the
+// container images configure them that way); a bad value names the variable.
+TEST_F(cli, environment_variables_configure_the_scheduler_and_worker) {
+  auto r = run_ember("worker --scheduler 127.0.0.1:1", "EMBER_BACKEND=gpu");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("EMBER_BACKEND"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("auto, cpu or cuda"), std::string::npos) << r.output;
+  // EMBER_DATA stands in for the required --data, and EMBER_LISTEN off loopback asks for a token.
+  r = run_ember("scheduler", "EMBER_DATA=" + (_dir / "data").string() + " EMBER_LISTEN=0.0.0.0:0");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("0.0.0.0:0"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--token-file"), std::string::npos) << r.output;
+}
+
+TEST_F(cli, a_bad_environment_value_is_rejected_naming_the_variable) {
+  auto r = run_ember("scheduler --data " + (_dir / "data").string(), "EMBER_HEARTBEAT_MS=abc");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("EMBER_HEARTBEAT_MS"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("abc"), std::string::npos) << r.output;
+  r = run_ember("worker --scheduler 127.0.0.1:1", "EMBER_DEVICE_MEMORY_LIMIT=12XB");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("EMBER_DEVICE_MEMORY_LIMIT"), std::string::npos) << r.output;
+  // Another subcommand does not read the scheduler's variables.
+  r = run_ember("status --json", "EMBER_HEARTBEAT_MS=abc");
+  EXPECT_EQ(r.status, 0) << r.output;
+}
+
+TEST_F(cli, a_flag_on_the_command_line_wins_over_its_environment_variable) {
+  // Were the variable read, its unconvertible value would be the error.
+  auto r = run_ember("scheduler --heartbeat-ms 0 --data " + (_dir / "data").string(),
+                     "EMBER_HEARTBEAT_MS=abc");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("--heartbeat-ms must be positive"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("EMBER_HEARTBEAT_MS"), std::string::npos) << r.output;
+  r = run_ember("worker --scheduler 127.0.0.1:1 --backend=tpu", "EMBER_BACKEND=gpu");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("--backend: unknown backend 'tpu'"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("EMBER_BACKEND"), std::string::npos) << r.output;
+}
+
 TEST_F(cli, an_unreachable_scheduler_is_named_and_fails_quickly) {
   auto r = run_ember("run sort --rows 10 --scheduler 127.0.0.1:1");
   EXPECT_EQ(r.status, 1) << r.output;

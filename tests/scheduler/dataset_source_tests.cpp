@@ -10,7 +10,9 @@
 #include <ember/host/error.hpp>
 #include <ember/scheduler/client.hpp>
 #include <ember/scheduler/plan_codec.hpp>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/processes.hpp"
@@ -217,6 +219,47 @@ TEST(dataset_source, ClusterWorkersReadTheSameRootAndReportSkippedPartitions) {
   auto r = c.read_dataset(dir.path(), "events", {"id", "amount"}, days_between(20, 40)).run();
   expect_same_table(r.result.view(), expected(all, 20, 40, {"id", "amount"}).view(), false);
   EXPECT_EQ(skipped(r.metrics), 6);
+}
+
+TEST(dataset_source, ASecondJobFindsTheScannedPartitionsInTheWorkersStores) {
+  ::setenv("UCX_NET_DEVICES", "lo", 1);
+  ::setenv("UCX_SOCKADDR_TLS_PRIORITY", "tcp", 1);
+  temp_dir dir;
+  auto all = write_events(dir.path());
+  cluster_spec spec;
+  spec.workers = 2;
+  spec.env = {"UCX_NET_DEVICES=lo", "UCX_SOCKADDR_TLS_PRIORITY=tcp"};
+  local_cluster cluster(spec);
+  auto c = client::connect(cluster.address);
+  auto lookups = [&] {
+    std::int64_t hits = 0, misses = 0;
+    for (const auto& w : c.status().workers) {
+      hits += w.hits;
+      misses += w.misses;
+    }
+    return std::pair{hits, misses};
+  };
+  auto settle = [] { std::this_thread::sleep_for(std::chrono::milliseconds(400)); };
+  auto job = [&] { return c.read_dataset(dir.path(), "events", {"id", "amount"}).run(); };
+  auto first = job();
+  expect_same_table(first.result.view(), expected(all, 0, 1000, {"id", "amount"}).view(), false);
+  settle();
+  // The catalog lists every scanned partition, on the worker that read it.
+  std::set<std::string> scans;
+  for (const auto& e : c.residency())
+    if (e.key.starts_with("scan/")) scans.insert(e.key);
+  EXPECT_EQ(scans.size(), static_cast<std::size_t>(partitions));
+  auto [hits_before, misses_before] = lookups();
+  auto second = job();
+  expect_same_table(second.result.view(), first.result.view(), false);
+  settle();
+  auto [hits_after, misses_after] = lookups();
+  // Every partition came from a store: placement sent each scan to its holder.
+  EXPECT_EQ(hits_after - hits_before, partitions);
+  EXPECT_EQ(misses_after - misses_before, 0);
+  // Another projection is another scan: read from the files, then kept too.
+  auto third = c.read_dataset(dir.path(), "events", {"day"}).run();
+  EXPECT_EQ(third.result.num_rows(), partitions * rows_per_partition);
 }
 
 }  // namespace

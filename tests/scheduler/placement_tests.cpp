@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <ember/scheduler/placement.hpp>
+#include <map>
 #include <vector>
 
 namespace ember {
@@ -11,6 +12,21 @@ namespace {
 TEST(placement, the_worker_holding_most_input_bytes_wins) {
   std::vector<worker_load> w = {{0, 1, 0}, {1, 1, 0}, {2, 1, 0}};
   EXPECT_EQ(choose_worker({{0, 100}, {2, 900}, {1, 50}}, w), 2);
+}
+
+TEST(placement, the_input_on_a_gpu_beats_as_much_in_host_memory_which_beats_disk) {
+  std::vector<worker_load> w = {{0, 1, 0}, {1, 1, 0}, {2, 1, 0}};
+  // Worker 2 holds the same bytes in its device tier as 0 in host memory and 1 on disk.
+  std::map<int, input_residency> where = {{0, {0, 500, 0}}, {1, {0, 0, 500}}, {2, {500, 0, 0}}};
+  EXPECT_EQ(choose_worker(tier_weighted_bytes(where), w), 2);
+  where.erase(2);
+  EXPECT_EQ(choose_worker(tier_weighted_bytes(where), w), 0);
+  where.erase(0);
+  EXPECT_EQ(choose_worker(tier_weighted_bytes(where), w), 1);
+  // Much more on disk still outweighs a little in device memory: bytes moved count too.
+  where = {{0, {100, 0, 0}}, {1, {0, 0, 1000}}};
+  EXPECT_EQ(choose_worker(tier_weighted_bytes(where), w), 1);
+  EXPECT_EQ(tier_weighted_bytes({{3, {1, 10, 100}}}).at(3), 4 + 20 + 100);
 }
 
 TEST(placement, equal_holders_go_to_the_less_loaded) {

@@ -274,7 +274,7 @@ TEST_F(node_test, BadFramesAreDroppedAndLogged) {
       {"application message before the hello", header(ping, 4), {1, 2, 3, 4}},
       {"truncated hello", header(1, 5), {1, 0, 6, 0, 0}},
   };
-  cases[5].body = hello(2, "secret");
+  cases[5].body = hello(protocol_version + 1, "secret");
   cases[5].am_header = header(1, cases[5].body.size());
   cases[6].body = hello(protocol_version, "guess");
   cases[6].am_header = header(1, cases[6].body.size());

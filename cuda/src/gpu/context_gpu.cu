@@ -52,6 +52,25 @@ class async_device_resource final : public memory_resource {
   int _device;
 };
 
+}  // namespace
+
+// One stream-ordered resource per device for the process: contexts and workers' shared device
+// tiers allocate from it.
+memory_resource& device_resource(int device) {
+  static async_device_resource resources[16] = {
+      async_device_resource(0),  async_device_resource(1),  async_device_resource(2),
+      async_device_resource(3),  async_device_resource(4),  async_device_resource(5),
+      async_device_resource(6),  async_device_resource(7),  async_device_resource(8),
+      async_device_resource(9),  async_device_resource(10), async_device_resource(11),
+      async_device_resource(12), async_device_resource(13), async_device_resource(14),
+      async_device_resource(15)};
+  if (device < 0 || device >= 16)
+    throw invalid_input("CUDA device ordinal " + std::to_string(device) + " is out of range");
+  return resources[device];
+}
+
+namespace {
+
 struct device_setup {
   explicit device_setup(int device) { EMBER_CUDA_TRY(cudaSetDevice(device)); }
 };
@@ -59,7 +78,7 @@ struct device_setup {
 class cuda_context final : public context {
  public:
   explicit cuda_context(const context_options& options)
-      : context(backend_kind::cuda, options, _device_resource(options.device)),
+      : context(backend_kind::cuda, options, device_resource(options.device)),
         _setup(options.device) {
     EMBER_CUDA_TRY(cudaStreamCreateWithFlags(&_stream, cudaStreamNonBlocking));
   }
@@ -89,20 +108,6 @@ class cuda_context final : public context {
   }
 
  private:
-  // The resource is a base-class constructor argument, so it must exist before the base: a
-  // function-local static per device keeps it alive for the process.
-  static memory_resource& _device_resource(int device) {
-    static async_device_resource resources[16] = {
-        async_device_resource(0),  async_device_resource(1),  async_device_resource(2),
-        async_device_resource(3),  async_device_resource(4),  async_device_resource(5),
-        async_device_resource(6),  async_device_resource(7),  async_device_resource(8),
-        async_device_resource(9),  async_device_resource(10), async_device_resource(11),
-        async_device_resource(12), async_device_resource(13), async_device_resource(14),
-        async_device_resource(15)};
-    if (device < 0 || device >= 16)
-      throw invalid_input("CUDA device ordinal " + std::to_string(device) + " is out of range");
-    return resources[device];
-  }
   device_setup _setup;
   cudaStream_t _stream = nullptr;
 };
@@ -119,7 +124,8 @@ class pinned_resource final : public memory_resource {
     cudaError_t status = cudaHostAlloc(&p, bytes == 0 ? 1 : bytes, cudaHostAllocPortable);
     if (status == cudaErrorMemoryAllocation) {
       cudaGetLastError();
-      throw out_of_memory("cannot allocate " + std::to_string(bytes) + " bytes of pinned host memory");
+      throw out_of_memory("cannot allocate " + std::to_string(bytes) +
+                          " bytes of pinned host memory");
     }
     EMBER_CUDA_TRY(status);
     return p;

@@ -33,9 +33,11 @@ class block_fetcher {
     std::uint64_t job = 0;
     int stage = 0, map = 0, reduce = 0;
   };
-  /// The outcome of fetch `ticket`: rows, or std::nullopt and why.
-  using done_fn =
-      std::function<void(std::uint64_t ticket, std::optional<table> rows, const std::string& why)>;
+  /// The outcome of fetch `ticket`: rows, or std::nullopt and why; `gone` when the holder
+  /// answered that it does not have the block (its map task must run again), not when the
+  /// holder could not be reached.
+  using done_fn = std::function<void(std::uint64_t ticket, std::optional<table> rows,
+                                     const std::string& why, bool gone)>;
 
   /// `net` must outlive the fetcher; `name` prefixes log lines.
   block_fetcher(transport::node& net, std::chrono::milliseconds timeout, done_fn done,
@@ -75,7 +77,7 @@ class block_fetcher {
     std::chrono::steady_clock::time_point deadline;
   };
   void send_request(std::uint64_t ticket);
-  void fail(std::uint64_t ticket, const std::string& why);
+  void fail(std::uint64_t ticket, const std::string& why, bool gone = false);
   void connect_loop() noexcept;
 
   transport::node& _net;

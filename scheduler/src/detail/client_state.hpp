@@ -3,6 +3,7 @@
 // executor. Datasets keep it alive, so a dataset outliving its client fails cleanly instead of
 // touching freed memory.
 #include <atomic>
+#include <ember/scheduler/cache.hpp>
 #include <ember/scheduler/client.hpp>
 #include <ember/scheduler/executor.hpp>
 #include <ember/scheduler/planner.hpp>
@@ -31,6 +32,9 @@ struct client_state {
   /// client, started then too).
   [[nodiscard]] std::shared_ptr<coordination_session> coordination();
 
+  /// The named cache's home, made on first use.
+  [[nodiscard]] std::shared_ptr<cache_backend> cache();
+
   /// Plans and runs `p`. Throws ember::invalid_input once the client is shut down.
   [[nodiscard]] job_result run(const plan& p) const;
   void expect_open() const;
@@ -39,6 +43,7 @@ struct client_state {
   std::mutex _coordination_mutex;
   std::unique_ptr<scheduler_service> _embedded_scheduler;  // local clients
   std::shared_ptr<coordination_session> _coordination;
+  std::shared_ptr<cache_backend> _cache;
 };
 
 }  // namespace ember::detail

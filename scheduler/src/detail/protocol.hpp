@@ -43,6 +43,8 @@ enum class msg : std::uint16_t {
   nccl_exchange_done,                                   // worker -> scheduler
   coord_request,                                        // client -> scheduler
   coord_reply,                                          // scheduler -> client
+  cache_request,  // client -> scheduler -> worker (table with put)
+  cache_reply,    // worker -> scheduler -> client (table with get)
   last
 };
 
@@ -62,7 +64,8 @@ enum class error_kind : std::uint8_t {
   cuda_error,
   transport_error,
   timeout,
-  cancelled
+  cancelled,
+  data_lost
 };
 /// The kind and message of the exception in `e`.
 [[nodiscard]] std::pair<error_kind, std::string> describe_error(std::exception_ptr e);
@@ -93,12 +96,50 @@ struct registered_msg {
   static registered_msg decode(byte_reader& r);
 };
 
+/// One memory tier of a worker (partition_store's tier_usage).
+struct tier_report {
+  std::uint8_t tier = 0;                        ///< memory_tier
+  std::uint64_t used = 0, peak = 0, limit = 0;  ///< limit 0: none
+  std::uint64_t partitions = 0;
+  std::int64_t partition_bytes = 0;
+};
+
+/// One partition of a worker's store, for the residency catalog.
+struct residency_entry {
+  std::string key;
+  std::uint8_t tier = 0;  ///< memory_tier
+  std::int64_t bytes = 0;
+  std::int64_t rows = 0;
+  std::int32_t pins = 0;
+  std::int64_t last_use_ms = 0;  ///< since the Unix epoch
+};
+
+/// A worker's partition store: its tiers and what it did (partition_store_stats).
+struct store_report {
+  std::vector<tier_report> tiers;  ///< device, pinned_host, host, disk
+  std::int64_t spilled_to_host_bytes = 0, spilled_to_disk_bytes = 0;
+  std::int64_t unspilled_from_host_bytes = 0, unspilled_from_disk_bytes = 0;
+  std::int64_t spills = 0, unspills = 0;
+  double spill_seconds = 0, unspill_seconds = 0;
+  std::int64_t hits = 0, tier_hits = 0, misses = 0, corrupt_spills = 0;
+  void encode(byte_writer& w) const;
+  static store_report decode(byte_reader& r);
+};
+
 struct heartbeat_msg {
   std::int32_t running = 0;
   std::int32_t queued = 0;
   std::uint64_t memory_used = 0;
   std::uint64_t memory_peak = 0;
   std::uint64_t block_bytes = 0;
+  /// Tasks held back because their inputs and scratch do not fit the device tier now.
+  std::int32_t held_back = 0;
+  store_report store;
+  /// The residency catalog's batch: every partition (full: the catalog's entries of this
+  /// worker are replaced), or those that changed and went away since the previous heartbeat.
+  bool residency_full = false;
+  std::vector<residency_entry> changed;
+  std::vector<std::string> removed;
   void encode(byte_writer& w) const;
   static heartbeat_msg decode(byte_reader& r);
 };
@@ -173,6 +214,9 @@ struct task_failed_msg {
   std::string message;
   /// The task could not get its inputs (a peer died): run it again once they exist.
   bool input_lost = false;
+  /// Blocks of this worker that are gone (a damaged spill file), as (stage, map partition):
+  /// the scheduler runs those map tasks again before this task.
+  std::vector<std::pair<std::int32_t, std::int32_t>> lost_blocks;
   void encode(byte_writer& w) const;
   static task_failed_msg decode(byte_reader& r);
 };
@@ -288,6 +332,50 @@ struct status_reply_msg {
   std::int64_t tasks_done = 0;
   void encode(byte_writer& w) const;
   static status_reply_msg decode(byte_reader& r);
+};
+
+// ---- the named cache and the residency catalog ------------------------------------------------
+
+enum class cache_op : std::uint8_t {
+  put,        // key, table -> (the worker that holds it)
+  get,        // key -> found, table
+  erase,      // key -> found
+  list,       // -> entries of the named cache
+  residency,  // -> every partition the catalog knows (blocks, cached tables, scans)
+};
+
+struct cache_entry_info {
+  std::string key;  ///< the user's key for the named cache; the store's key otherwise
+  std::int32_t worker = -1;
+  std::string worker_name;
+  std::uint8_t tier = 0;  ///< memory_tier
+  std::int64_t bytes = 0;
+  std::int64_t rows = 0;
+  std::int32_t pins = 0;
+  std::int64_t last_use_ms = 0;
+  /// Its worker died: the entry is gone (never served stale).
+  bool lost = false;
+  std::string lost_reason;
+};
+
+struct cache_request_msg {
+  std::uint64_t request = 0;
+  cache_op op = cache_op::get;
+  std::string key;
+  void encode(byte_writer& w) const;
+  static cache_request_msg decode(byte_reader& r);
+};
+
+struct cache_reply_msg {
+  std::uint64_t request = 0;
+  bool ok = true;
+  error_kind kind = error_kind::error;
+  std::string message;  ///< when !ok
+  bool found = false;
+  std::int32_t worker = -1;  ///< put: where it went
+  std::vector<cache_entry_info> entries;
+  void encode(byte_writer& w) const;
+  static cache_reply_msg decode(byte_reader& r);
 };
 
 // ---- coordination services (coordination_service.hpp) ----------------------------------------

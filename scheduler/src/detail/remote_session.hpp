@@ -28,6 +28,11 @@ class remote_session final : public transport::node_handler {
   [[nodiscard]] job_result run(const plan& p);
   /// The scheduler's view of the cluster.
   [[nodiscard]] cluster_status status(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  /// One request of the named cache or the residency catalog, with the table of a put; returns
+  /// the reply and the table of a get. Throws ember::timeout past `limit`,
+  /// ember::transport_error when the scheduler is lost, the reply's error when !ok.
+  [[nodiscard]] std::pair<cache_reply_msg, std::optional<table>> cache_call(
+      cache_request_msg request, const table_view* rows, std::chrono::milliseconds limit);
   void close() noexcept;
   [[nodiscard]] const std::string& address() const noexcept { return _address; }
 
@@ -43,6 +48,8 @@ class remote_session final : public transport::node_handler {
     std::optional<job_result> result;
     std::optional<job_failed_msg> failure;
     std::optional<status_reply_msg> status;
+    std::optional<cache_reply_msg> cache;
+    std::optional<table> cache_rows;
   };
 
   /// Connects again when the scheduler went away (for up to the reconnect timeout). Called with

@@ -6,6 +6,7 @@
 #include <ember/scheduler/block_store.hpp>
 #include <ember/scheduler/executor.hpp>
 #include <ember/scheduler/planner.hpp>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,6 +33,25 @@ class task_io {
   /// True when a CUDA worker must put its blocks in host memory (its consumers cannot read its
   /// device memory).
   [[nodiscard]] virtual bool blocks_on_host() const = 0;
+  /// Host memory for those blocks: pinned (so the network sends from it at full speed), and
+  /// accounted by a worker.
+  [[nodiscard]] virtual memory_resource& host_staging() { return pinned_host_resource(); }
+  /// True when each block of a hash exchange must own its memory (a compact copy) instead of
+  /// being a slice of the task's partitioned output: a worker with a budget spills blocks one
+  /// by one, and a slice would keep its siblings' memory alive.
+  [[nodiscard]] virtual bool separate_blocks() const { return false; }
+  /// A partition this worker keeps from an earlier task (a dataset scan, by
+  /// dataset_scan_key), in the context's memory, pinned until the task ends; std::nullopt when
+  /// it keeps none.
+  [[nodiscard]] virtual std::optional<block> kept_partition(const std::string& key) {
+    (void)key;
+    return std::nullopt;
+  }
+  /// Offers a partition just read (in the context's memory) for later tasks to find.
+  virtual void keep_partition(const std::string& key, const block& b) {
+    (void)key;
+    (void)b;
+  }
 };
 
 /// Adds rows and bytes to `label`'s entry in `labels` (appending it when new, so the list keeps

@@ -31,6 +31,11 @@ struct context_options {
   /// Budget of the context's device tier in bytes (on the CPU backend: host memory standing in
   /// for the device). Operators that would exceed it throw ember::out_of_memory.
   std::size_t device_memory_limit = tracking_resource::unlimited;
+  /// A device tier shared with other contexts (a worker's whole-process budget, with its
+  /// partition store as reclaimer); must outlive the context and allocate from
+  /// device_tier_upstream() of the same backend and device. Null: the context has a tier of its
+  /// own with device_memory_limit.
+  tracking_resource* device_tier = nullptr;
   /// Use backend-specific algorithms where one exists (CPU hash aggregation, radix sort, ...).
   /// false runs the portable Thrust bodies only; tests run both and compare.
   bool fast_paths = true;
@@ -56,7 +61,9 @@ class context {
   [[nodiscard]] const context_options& options() const noexcept { return _options; }
   [[nodiscard]] bool fast_paths() const noexcept { return _options.fast_paths; }
   /// The accounted device tier: device memory on CUDA, host memory on the CPU backend.
-  [[nodiscard]] tracking_resource& resource() noexcept { return *_tracker; }
+  [[nodiscard]] tracking_resource& resource() noexcept {
+    return _options.device_tier != nullptr ? *_options.device_tier : *_tracker;
+  }
   /// This context's stream (null on the CPU backend).
   [[nodiscard]] virtual stream_view stream() const noexcept = 0;
   /// Memory kind of the columns this backend computes on.
@@ -79,6 +86,11 @@ class context {
   context_options _options;
   std::unique_ptr<tracking_resource> _tracker;
 };
+
+/// The memory a device tier of `kind` allocates from: the stream-ordered pool of CUDA device
+/// `device`, or the process's host pool on the CPU backend. Lives as long as the process.
+/// Throws ember::invalid_input for a CUDA device out of range or CUDA unavailable.
+[[nodiscard]] memory_resource& device_tier_upstream(backend_kind kind, int device);
 
 /// A copy of a host table in the context's memory (device memory on CUDA; a fresh accounted host
 /// copy on the CPU backend). Slices are compacted.

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <ember/cuda/context.hpp>
 #include <ember/host/table.hpp>
+#include <ember/scheduler/cache.hpp>
 #include <ember/scheduler/coordination_client.hpp>
 #include <ember/scheduler/dataset.hpp>
 #include <ember/scheduler/executor.hpp>
@@ -28,6 +29,15 @@ namespace ember {
 /// the job when a worker is not a CUDA worker).
 enum class exchange_choice : std::uint8_t { automatic, ucx, nccl };
 
+/// One memory tier of a worker: accounted bytes now, their peak and the budget (0: none), and
+/// the partitions held there.
+struct tier_status {
+  std::string tier;  ///< "device", "pinned_host", "host" or "disk"
+  std::uint64_t used = 0, peak = 0, limit = 0;
+  std::uint64_t partitions = 0;
+  std::int64_t partition_bytes = 0;
+};
+
 /// One worker as the scheduler sees it.
 struct worker_status_info {
   int id = 0;
@@ -40,9 +50,25 @@ struct worker_status_info {
   std::int64_t heartbeat_age_ms = 0;
   int slots = 1;
   int running_tasks = 0, queued_tasks = 0, assigned_tasks = 0;
-  std::uint64_t memory_limit = 0;  ///< per task slot, bytes; 0: none
+  std::uint64_t memory_limit = 0;  ///< the worker's device tier budget, bytes; 0: none
   std::uint64_t memory_used = 0, memory_peak = 0, block_bytes = 0;
   std::int64_t pid = 0;
+  /// Its partition store: tiers (device, pinned_host, host, disk), bytes moved down (spilled)
+  /// and back up, lookups that found their partition (hits) or not, and those that found it
+  /// already in the tier asked for.
+  std::vector<tier_status> tiers;
+  std::int64_t spilled_to_host_bytes = 0, spilled_to_disk_bytes = 0;
+  std::int64_t unspilled_bytes = 0;
+  std::int64_t spills = 0, unspills = 0;
+  double spill_seconds = 0, unspill_seconds = 0;
+  std::int64_t hits = 0, tier_hits = 0, misses = 0, corrupt_spills = 0;
+  /// Tasks admission control holds back for device memory now.
+  int held_back_tasks = 0;
+  /// hits / (hits + misses), 0 without lookups.
+  [[nodiscard]] double hit_rate() const noexcept {
+    return hits + misses == 0 ? 0.0
+                              : static_cast<double>(hits) / static_cast<double>(hits + misses);
+  }
 };
 
 /// The cluster: its scheduler and workers.
@@ -63,7 +89,8 @@ struct client_options {
   /// OpenMP threads of each CPU worker (0: max(1, hardware threads / workers)).
   int cpu_threads = 0;
   /// Budget of each worker's device tier in bytes (on the CPU backend, its host memory for
-  /// operator results, scratch and the shuffle blocks it wrote).
+  /// operator results, scratch and the shuffle blocks it wrote). A local client's cache() gets
+  /// a device tier of workers times this.
   std::size_t device_memory_limit = tracking_resource::unlimited;
   /// Partitions per worker: sources without their own partition count and every shuffle get
   /// workers * partitions_per_worker partitions.
@@ -170,6 +197,13 @@ class client {
   [[nodiscard]] std::vector<lock_info> locks() const;
   /// Every queue, by name.
   [[nodiscard]] std::vector<queue_info> queues() const;
+
+  // ---- the distributed cache and the residency catalog (cache.hpp) ---------------------------
+  /// The named cache: tables kept in the workers' partition stores.
+  [[nodiscard]] distributed_cache cache() const;
+  /// Every partition the scheduler's residency catalog knows (shuffle blocks, cache entries,
+  /// lost cache entries), by key: which worker, tier, bytes and pins.
+  [[nodiscard]] std::vector<cache_entry> residency() const;
 
   /// Stops the workers (running jobs fail with ember::cancelled). Datasets of this client
   /// throw ember::invalid_input when run afterwards. Idempotent; never throws.

@@ -26,6 +26,17 @@ struct placement_policy {
   int max_imbalance_per_slot = 2;
 };
 
+/// Bytes of a task's input on one worker, by memory tier (from the residency catalog).
+struct input_residency {
+  std::int64_t device = 0, host = 0, disk = 0;
+};
+
+/// The input bytes choose_worker weighs, from where the input lies: device bytes count 4 times,
+/// host bytes twice, disk bytes once. So a task goes where its input is on the GPU, else where
+/// it is in host memory, else on disk, and anywhere else only with a transfer.
+[[nodiscard]] std::map<int, std::int64_t> tier_weighted_bytes(
+    const std::map<int, input_residency>& residency);
+
 /// The worker for a task whose input bytes are held as `input_bytes` (worker id -> bytes; empty
 /// for sources), among `workers`: the one with room that holds the most bytes (ties: the less
 /// loaded, then the lower id), unless it is more than max_imbalance_per_slot tasks per slot

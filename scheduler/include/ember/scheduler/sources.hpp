@@ -45,6 +45,12 @@ struct scanned_partition {
 /// the statistics of the partition say that no row satisfies all of source.filters, or when p is
 /// past the version's partitions. Throws what dataset_store::read_manifest and read_partition
 /// throw (ember::invalid_input naming the dataset, the version, the column or the file).
+/// The partition store's key of the projected rows of partition `p` of the dataset version
+/// `source` names (version resolved): "scan/ROOT/NAME/vVERSION/pP/COLUMNS". A committed version
+/// never changes, so rows cached under it are never stale. Filters are not part of it: a
+/// scan caches the projected partition and filters above it.
+[[nodiscard]] std::string dataset_scan_key(const dataset_source& source, int p);
+
 [[nodiscard]] scanned_partition dataset_scan_partition(
     const dataset_source& source, int p, memory_resource& mr = default_host_resource());
 

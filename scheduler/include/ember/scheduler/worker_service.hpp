@@ -31,8 +31,16 @@ struct worker_service_options {
   backend_choice backend = backend_choice::automatic;
   /// CUDA device of this worker.
   int gpu = 0;
-  /// Budget of each task thread's device tier, bytes.
+  /// Budget of the worker's device tier, bytes: every task slot's results and scratch, the
+  /// shuffle blocks and cached partitions it holds there, and transport staging of device data.
+  /// Under pressure the least recently used unpinned partitions spill to the host tier.
   std::size_t device_memory_limit = tracking_resource::unlimited;
+  /// Budget of the worker's host tier, bytes (partitions spilled from the device tier, fetched
+  /// blocks waiting for their task). Under pressure its partitions spill to disk.
+  std::size_t host_memory_limit = tracking_resource::unlimited;
+  /// Folder for partitions spilled to disk; empty: a private folder under the system's temporary
+  /// folder, removed when the worker stops.
+  std::string spill_dir;
   /// Tasks run at once (each on its own thread and context); 0: 2.
   int task_slots = 0;
   /// OpenMP threads of each CPU task thread; 0: max(1, hardware threads / task slots).
