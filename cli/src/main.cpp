@@ -12,6 +12,7 @@
 #include <ember/host/error.hpp>
 #include <ember/host/log.hpp>
 
+#include "bench_cache.hpp"
 #include "bench_cluster.hpp"
 #include "bench_coordination.hpp"
 #include "bench_ops.hpp"
@@ -257,6 +258,8 @@ int run_cli(int argc, char** argv) {
   locks_cmd->add_option("--scheduler", locks.scheduler,
                         "HOST:PORT of a running scheduler (default: start one on loopback)");
   locks_cmd->add_option("--token-file", locks_token_file, "File holding the cluster token");
+  cli::bench_cache_options cache_bench;
+  auto* cache_bench_cmd = cache_bench.add_to(*bench_cmd);
 
   // ember lock | queue | topic | kv
   cli::coordination_commands coordination(app);
@@ -314,6 +317,7 @@ int run_cli(int argc, char** argv) {
     if (!locks_token_file.empty()) locks.token = cli::read_token_file(locks_token_file);
     return cli::run_bench_locks(locks);
   }
+  if (*cache_bench_cmd) return cli::run_bench_cache(cache_bench);
   if (*sched_cmd) {
     if (!sched_token_file.empty())
       sched.token = parse_value(sources, sched_token_opt,

@@ -1,0 +1,744 @@
+#include "bench_env.hpp"
+#include "bench_cache.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <ember/host/buffer.hpp>
+#include <ember/host/column_factories.hpp>
+#include <ember/host/dataset_store.hpp>
+#include <ember/host/error.hpp>
+#include <ember/host/memory_resource.hpp>
+#include <ember/host/partition_store.hpp>
+#include <ember/host/process.hpp>
+#include <ember/scheduler/client.hpp>
+
+#include "bench_stats.hpp"
+#include "machine_info.hpp"
+#include "size_parser.hpp"
+#include "table_printer.hpp"
+
+namespace ember::cli {
+
+CLI::App* bench_cache_options::add_to(CLI::App& bench) {
+  auto& cmd = *bench.add_subcommand(
+      "cache", "Spill and unspill beside memcpy and file I/O; a repeated job resident vs not");
+  cmd.add_option("--size", size, "Bytes moved between the tiers (default 256MB)");
+  cmd.add_option("--rows", rows, "Rows of the repeated job's dataset (default 4M)");
+  cmd.add_option("--workers", workers, "Worker processes of the repeated job (default 2)");
+  cmd.add_option("--rounds", rounds, "Timed rounds (default 3)");
+  cmd.add_option("--json", json_path, "Write the JSON report here");
+  cmd.add_option("--spill-dir", spill_dir, "Folder for spill files (default: the system's temp)");
+  return &cmd;
+}
+
+namespace {
+
+namespace fs = std::filesystem;
+using clock_type = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+/// Issue 4's goal: a move at no less than 80% of its ceiling.
+constexpr double goal = 0.8;
+constexpr int partitions_per_worker = 4;
+constexpr std::int64_t distinct_keys = 1000;
+
+std::string format(const char* pattern, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, pattern, v);
+  return buf;
+}
+
+nlohmann::json spread(const std::vector<double>& v) {
+  auto s = summarize(v);
+  return {{"median", s.median}, {"min", s.min}, {"max", s.max}, {"all", v}};
+}
+
+// A folder of this bench's own, removed with everything in it when it goes away.
+struct private_dir {
+  fs::path path;
+  explicit private_dir(fs::path p) : path(std::move(p)) {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+    fs::create_directories(path, ec);
+    EMBER_EXPECTS(!ec, invalid_input, path.string() + ": cannot create (" + ec.message() + ")");
+  }
+  ~private_dir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  private_dir(const private_dir&) = delete;
+  private_dir& operator=(const private_dir&) = delete;
+};
+
+// ---- tiers: the partition store beside memcpy and plain file I/O --------------------------------
+
+// The buffers of a compact table without nulls, in order: what a move has to copy.
+std::vector<std::pair<const void*, std::size_t>> pieces_of(const table_view& t) {
+  std::vector<std::pair<const void*, std::size_t>> out;
+  for (const auto& c : t.columns()) {
+    if (c.type() == type_id::string) {
+      auto first = c.offsets()[0];
+      out.emplace_back(c.offsets(), static_cast<std::size_t>(c.size() + 1) * sizeof(size_type));
+      out.emplace_back(c.chars() + first, static_cast<std::size_t>(c.offsets()[c.size()] - first));
+    } else {
+      out.emplace_back(c.data(), static_cast<std::size_t>(c.size() * size_of(c.type())));
+    }
+  }
+  return out;
+}
+
+struct tier_input {
+  table rows;
+  std::int64_t bytes = 0;
+  std::vector<std::pair<const void*, std::size_t>> pieces;
+};
+
+// int64, float64 and strings of 4 to 12 letters (32 bytes a row on average), seed 42.
+tier_input make_tier_input(size_type target_bytes) {
+  const auto n = std::max<size_type>(1, target_bytes / 32);
+  std::mt19937_64 rng(42);
+  std::vector<std::int64_t> k(static_cast<std::size_t>(n));
+  std::vector<double> v(static_cast<std::size_t>(n));
+  std::vector<size_type> offsets(static_cast<std::size_t>(n) + 1, 0);
+  std::string chars;
+  chars.reserve(static_cast<std::size_t>(n) * 8);
+  for (size_type i = 0; i < n; ++i) {
+    auto at = static_cast<std::size_t>(i);
+    k[at] = static_cast<std::int64_t>(rng());
+    v[at] = static_cast<double>(rng() >> 11) * 0x1p-53 * 1e6;
+    auto r = rng();
+    auto len = 4 + static_cast<int>(r % 9);
+    r /= 9;
+    for (int j = 0; j < len; ++j, r /= 26) chars.push_back(static_cast<char>('a' + r % 26));
+    offsets[at + 1] = static_cast<size_type>(chars.size());
+  }
+  std::vector<column> cols;
+  cols.push_back(make_column<std::int64_t>(type_id::int64, k));
+  cols.push_back(make_column<double>(type_id::float64, v));
+  cols.push_back(make_string_column(offsets, chars));
+  tier_input in;
+  in.rows = table(std::move(cols), {"key", "value", "name"});
+  in.pieces = pieces_of(in.rows.view());
+  for (const auto& [p, size] : in.pieces) in.bytes += static_cast<std::int64_t>(size);
+  return in;
+}
+
+bool same_bytes(const table_view& t, const tier_input& in) {
+  if (t.num_rows() != in.rows.num_rows() || t.names() != in.rows.names()) return false;
+  auto got = pieces_of(t);
+  if (got.size() != in.pieces.size()) return false;
+  for (std::size_t i = 0; i < got.size(); ++i)
+    if (got[i].second != in.pieces[i].second ||
+        std::memcmp(got[i].first, in.pieces[i].first, got[i].second) != 0)
+      return false;
+  return true;
+}
+
+// One write() (or read()) of a whole buffer, looping only over short transfers; no fsync.
+void write_file(const fs::path& path, const void* data, std::size_t n) {
+  int fd = ::open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+  EMBER_EXPECTS(fd >= 0, error, path.string() + ": cannot create: " + std::strerror(errno));
+  const auto* p = static_cast<const char*>(data);
+  while (n > 0) {
+    auto w = ::write(fd, p, n);
+    if (w <= 0) {
+      auto e = errno;
+      ::close(fd);
+      throw error(path.string() + ": write failed: " + std::strerror(e));
+    }
+    p += w;
+    n -= static_cast<std::size_t>(w);
+  }
+  ::close(fd);
+}
+
+void read_file(const fs::path& path, void* data, std::size_t n) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  EMBER_EXPECTS(fd >= 0, error, path.string() + ": cannot open: " + std::strerror(errno));
+  auto* p = static_cast<char*>(data);
+  while (n > 0) {
+    auto r = ::read(fd, p, n);
+    if (r <= 0) {
+      auto e = r < 0 ? errno : EIO;
+      ::close(fd);
+      throw error(path.string() + ": read failed: " + std::strerror(e));
+    }
+    p += r;
+    n -= static_cast<std::size_t>(r);
+  }
+  ::close(fd);
+}
+
+/// The seven measures, each in the order a round takes them.
+struct tier_measure {
+  const char* key;    ///< in the JSON report
+  const char* label;  ///< in the table
+};
+constexpr std::array<tier_measure, 7> tier_measures = {{
+    {"memcpy", "memcpy (ceiling)"},
+    {"spill_device_to_host", "spill device -> host"},
+    {"unspill_host_to_device", "unspill host -> device"},
+    {"file_write", "file write (ceiling)"},
+    {"spill_host_to_disk", "spill host -> disk"},
+    {"file_read", "file read (ceiling)"},
+    {"unspill_disk_to_host", "unspill disk -> host"},
+}};
+enum tier_index : std::size_t {
+  memcpy_i,
+  spill_host_i,
+  unspill_device_i,
+  file_write_i,
+  spill_disk_i,
+  file_read_i,
+  unspill_host_i
+};
+
+struct tier_results {
+  /// Seconds per measure, per timed round.
+  std::array<std::vector<double>, tier_measures.size()> seconds;
+  std::size_t device_peak = 0, host_peak = 0, disk_peak = 0;
+  std::int64_t spill_file_bytes = 0;
+  partition_store_stats stats;
+};
+
+tier_results measure_tiers(const tier_input& in, const fs::path& dir, int rounds) {
+  tracking_resource device(default_host_pool(), "device tier");
+  tracking_resource host(default_host_pool(), "host tier");
+  partition_store_options o;
+  o.device = &device;
+  o.host = &host;
+  o.spill_dir = dir / "spill";
+  o.name = "bench store";
+  partition_store store(o);
+  const auto bytes = static_cast<std::size_t>(in.bytes);
+  store.put("p", copy_table(in.rows.view(), device), memory_tier::device, in.bytes);
+  // The memcpy's destination, warm (as the pool's blocks are for the store after a round trip);
+  // the plain file is written from it and read back into it.
+  buffer dst(bytes, default_host_pool());
+  std::memset(dst.data(), 0, dst.size());
+  const auto plain = dir / "plain-file";
+
+  auto tier_of = [&] { return store.find("p").value().tier; };
+  auto expect_in = [&](memory_tier t, const char* after) {
+    EMBER_EXPECTS(tier_of() == t, error,
+                  std::string("partition store: after ") + after + " the partition is in the " +
+                      std::string(to_string(tier_of())) + " tier, not " +
+                      std::string(to_string(t)));
+  };
+  tier_results out;
+  // Round 0 is the warm-up: every path once, the pool's blocks and the files' pages warm.
+  for (int round = 0; round <= rounds; ++round) {
+    std::array<double, tier_measures.size()> s{};
+    // The memcpy reads the very buffers the spill reads next (the device tier's copy; acquiring
+    // it where it is moves nothing), so both find them equally warm or cold in the CPU caches.
+    auto pinned = store.acquire("p", memory_tier::device);
+    EMBER_EXPECTS(pinned && pinned->tier() == memory_tier::device, error,
+                  "partition store: the partition is not in the device tier");
+    auto source = pieces_of(pinned->rows());
+    auto t0 = clock_type::now();
+    auto* to = static_cast<char*>(dst.data());
+    for (const auto& [p, n] : source) {
+      std::memcpy(to, p, n);
+      to += n;
+    }
+    s[memcpy_i] = seconds_since(t0);
+    pinned.reset();
+
+    t0 = clock_type::now();
+    auto moved = store.spill_all(memory_tier::device);
+    s[spill_host_i] = seconds_since(t0);
+    EMBER_EXPECTS(moved > 0, error, "partition store: spill_all(device) moved nothing");
+    expect_in(memory_tier::host, "spill_all(device)");
+
+    t0 = clock_type::now();
+    pinned = store.acquire("p", memory_tier::device);
+    s[unspill_device_i] = seconds_since(t0);
+    EMBER_EXPECTS(pinned && pinned->tier() == memory_tier::device, error,
+                  "partition store: acquire(device) did not bring the partition back");
+    pinned.reset();
+
+    std::error_code ec;
+    fs::remove(plain, ec);  // a spill writes a new file too
+    t0 = clock_type::now();
+    write_file(plain, dst.data(), bytes);
+    s[file_write_i] = seconds_since(t0);
+
+    (void)store.spill_all(memory_tier::device);
+    expect_in(memory_tier::host, "spill_all(device)");
+    t0 = clock_type::now();
+    moved = store.spill_all(memory_tier::host);
+    s[spill_disk_i] = seconds_since(t0);
+    EMBER_EXPECTS(moved > 0, error, "partition store: spill_all(host) moved nothing");
+    expect_in(memory_tier::disk, "spill_all(host)");
+    out.spill_file_bytes = store.find("p")->file_bytes;
+
+    t0 = clock_type::now();
+    read_file(plain, dst.data(), bytes);
+    s[file_read_i] = seconds_since(t0);
+
+    t0 = clock_type::now();
+    pinned = store.acquire("p", memory_tier::host);
+    s[unspill_host_i] = seconds_since(t0);
+    EMBER_EXPECTS(pinned && pinned->tier() == memory_tier::host, error,
+                  "partition store: acquire(host) did not bring the partition back from disk");
+    if (round == rounds)
+      EMBER_EXPECTS(same_bytes(pinned->rows(), in), error,
+                    "partition store: the rows came back from disk changed");
+    pinned.reset();
+    (void)store.acquire("p", memory_tier::device);  // where the next round starts
+
+    if (round == 0) continue;
+    for (std::size_t i = 0; i < s.size(); ++i) out.seconds[i].push_back(s[i]);
+  }
+  const auto* from = static_cast<const char*>(dst.data());
+  for (const auto& [p, n] : in.pieces) {
+    EMBER_EXPECTS(std::memcmp(from, p, n) == 0, error, plain.string() + ": read back changed");
+    from += n;
+  }
+  fs::remove(plain);
+  out.device_peak = device.peak();
+  out.host_peak = host.peak();
+  out.stats = store.stats();
+  out.disk_peak = out.stats.disk.peak;
+  return out;
+}
+
+// ---- job: a repeated group-by on a cluster, inputs resident vs read again -----------------------
+
+// A scheduler and CPU workers of this executable over loopback, killed when it goes away.
+class cache_cluster {
+ public:
+  cache_cluster(int workers, const fs::path& dir) : _dir(dir) {
+    auto exe = current_executable().string();
+    _scheduler = std::make_unique<child_process>(
+        std::vector<std::string>{exe, "scheduler", "--listen", "127.0.0.1:0", "--data",
+                                 (_dir / "scheduler-data").string()},
+        _dir / "scheduler", loopback_env);
+    address = _scheduler->wait_for_output("listening on (\\S+)", 30s);
+    for (int i = 0; i < workers; ++i)
+      _workers.push_back(std::make_unique<child_process>(
+          std::vector<std::string>{exe, "worker", "--scheduler", address, "--slots", "1",
+                                   "--cpu-threads", "1", "--backend", "cpu"},
+          _dir / ("worker" + std::to_string(i)), loopback_env));
+    for (auto& w : _workers) w->wait_for_output("ember (worker \\d+)", 30s);
+  }
+  ~cache_cluster() {
+    _workers.clear();
+    _scheduler.reset();
+  }
+  cache_cluster(const cache_cluster&) = delete;
+  cache_cluster& operator=(const cache_cluster&) = delete;
+  std::string address;
+
+ private:
+  fs::path _dir;
+  std::unique_ptr<child_process> _scheduler;
+  std::vector<std::unique_ptr<child_process>> _workers;
+};
+
+// key: distinct_keys values; v: int64 (summed exactly, in any order); x: float64 (min and max).
+table make_job_rows(size_type rows) {
+  std::mt19937_64 rng(42);
+  std::vector<std::int64_t> key(static_cast<std::size_t>(rows)), v(key.size());
+  std::vector<double> x(key.size());
+  for (std::size_t i = 0; i < key.size(); ++i) {
+    key[i] = static_cast<std::int64_t>(rng() % distinct_keys);
+    v[i] = static_cast<std::int64_t>(rng() % 1'000'000);
+    x[i] = static_cast<double>(rng() >> 11) * 0x1p-53;
+  }
+  std::vector<column> cols;
+  cols.push_back(make_column<std::int64_t>(type_id::int64, key));
+  cols.push_back(make_column<std::int64_t>(type_id::int64, v));
+  cols.push_back(make_column<double>(type_id::float64, x));
+  return table(std::move(cols), {"key", "v", "x"});
+}
+
+std::uint64_t write_dataset(dataset_store& store, const std::string& name, const table_view& rows,
+                            int partitions) {
+  partition_write_options wo;
+  wo.sync = false;  // commit syncs every staged file at once
+  auto writer = store.begin_write(name);
+  auto n = rows.num_rows();
+  for (int p = 0; p < partitions; ++p)
+    (void)writer.write_partition(rows.slice(n * p / partitions, n * (p + 1) / partitions), wo);
+  return writer.commit();
+}
+
+/// The query's answer per key: rows, sum(v), min(x), max(x).
+using answer = std::map<std::int64_t, std::tuple<std::int64_t, std::int64_t, double, double>>;
+
+answer expected_answer(const table_view& rows) {
+  answer out;
+  auto key = copy_values<std::int64_t>(rows.column("key"));
+  auto v = copy_values<std::int64_t>(rows.column("v"));
+  auto x = copy_values<double>(rows.column("x"));
+  for (std::size_t i = 0; i < key.size(); ++i) {
+    auto [it, fresh] = out.try_emplace(key[i], 0, 0, x[i], x[i]);
+    auto& [count, sum, lo, hi] = it->second;
+    ++count;
+    sum += v[i];
+    lo = std::min(lo, x[i]);
+    hi = std::max(hi, x[i]);
+  }
+  return out;
+}
+
+answer answer_of(const table_view& result) {
+  auto key = copy_values<std::int64_t>(result.column("key"));
+  auto count = copy_values<std::int64_t>(result.column("rows"));
+  auto sum = copy_values<std::int64_t>(result.column("v_sum"));
+  auto lo = copy_values<double>(result.column("x_min"));
+  auto hi = copy_values<double>(result.column("x_max"));
+  answer out;
+  for (std::size_t i = 0; i < key.size(); ++i)
+    EMBER_EXPECTS(out.try_emplace(key[i], count[i], sum[i], lo[i], hi[i]).second, error,
+                  "the job's result holds key " + std::to_string(key[i]) + " twice");
+  return out;
+}
+
+/// The workers' partition-store lookups, summed over the live workers.
+struct lookups {
+  std::int64_t hits = 0, tier_hits = 0, misses = 0;
+  [[nodiscard]] std::int64_t total() const { return hits + misses; }
+  [[nodiscard]] double hit_rate() const {
+    return total() == 0 ? 0.0 : static_cast<double>(hits) / static_cast<double>(total());
+  }
+  lookups operator-(const lookups& o) const {
+    return {hits - o.hits, tier_hits - o.tier_hits, misses - o.misses};
+  }
+  bool operator==(const lookups&) const = default;
+};
+
+lookups lookups_now(const client& c) {
+  lookups l;
+  for (const auto& w : c.status().workers) {
+    if (!w.alive) continue;
+    l.hits += w.hits;
+    l.tier_hits += w.tier_hits;
+    l.misses += w.misses;
+  }
+  return l;
+}
+
+// Workers report their counters with each heartbeat (250 ms): the counters once two readings a
+// heartbeat and more apart agree (at most ~6 s).
+lookups settled_lookups(const client& c) {
+  auto last = lookups_now(c);
+  for (int i = 0; i < 20; ++i) {
+    std::this_thread::sleep_for(300ms);
+    auto now = lookups_now(c);
+    if (now == last) return now;
+    last = now;
+  }
+  return last;
+}
+
+// Scanned partitions of version `version` of `name` that the residency catalog places on a
+// worker (the keys dataset_scan_key makes).
+int resident_partitions(const client& c, const fs::path& root, const std::string& name,
+                        std::uint64_t version) {
+  auto prefix = "scan/" + root.string() + "/" + name + "/v" + std::to_string(version) + "/";
+  int n = 0;
+  for (const auto& e : c.residency())
+    if (!e.lost && e.key.rfind(prefix, 0) == 0) ++n;
+  return n;
+}
+
+struct job_run {
+  std::string kind;  ///< "first", "resident", "read_again"
+  int round = 0;
+  std::string dataset;
+  double seconds = 0, job_seconds = 0, scan_stage_seconds = 0;
+  int resident_before = 0;
+  lookups delta;
+};
+
+nlohmann::json to_json(const job_run& r, int partitions) {
+  return {{"kind", r.kind},
+          {"round", r.round},
+          {"dataset", r.dataset},
+          {"seconds", r.seconds},
+          {"job_seconds", r.job_seconds},
+          {"scan_stage_seconds", r.scan_stage_seconds},
+          {"partitions", partitions},
+          {"resident_partitions_before", r.resident_before},
+          {"hits", r.delta.hits},
+          {"tier_hits", r.delta.tier_hits},
+          {"misses", r.delta.misses},
+          {"hit_rate", r.delta.hit_rate()}};
+}
+
+}  // namespace
+
+int run_bench_cache(const bench_cache_options& options) {
+  auto size = parse_size(options.size, "--size");
+  EMBER_EXPECTS(size > 0, invalid_input, "--size: must be more than 0 bytes");
+  auto rows = parse_count(options.rows, "--rows");
+  EMBER_EXPECTS(rows > 0, invalid_input, "--rows: must be 1 or more");
+  EMBER_EXPECTS(options.workers >= 1, invalid_input, "--workers: must be 1 or more");
+  EMBER_EXPECTS(options.rounds >= 1, invalid_input, "--rounds: must be 1 or more");
+  set_loopback_env();
+  auto pid = std::to_string(::getpid());
+  fs::path spill_parent =
+      options.spill_dir.empty() ? fs::temp_directory_path() : fs::path(options.spill_dir);
+  nlohmann::json report;
+  report["workload"] = "cache";
+  report["machine"] = host_machine_info();
+
+  // ---- tiers ----
+  nlohmann::json tiers_json;
+  std::vector<std::vector<std::string>> tier_rows;
+  std::array<double, tier_measures.size()> rate{};
+  {
+    private_dir dir(spill_parent / ("ember-bench-cache-" + pid));
+    auto in = make_tier_input(size);
+    std::cout << "tiers: " << format("%.1f", static_cast<double>(in.bytes) / 1e6)
+              << " MB (int64, float64, string) through a partition store, " << options.rounds
+              << " rounds after a warm-up, spill folder " << dir.path.string() << std::endl;
+    auto t = measure_tiers(in, dir.path, options.rounds);
+    auto b = static_cast<double>(in.bytes);
+    nlohmann::json measures;
+    for (std::size_t i = 0; i < tier_measures.size(); ++i) {
+      std::vector<double> per_second;
+      for (double s : t.seconds[i]) per_second.push_back(b / s);
+      rate[i] = summarize(per_second).median;
+      measures[tier_measures[i].key] = {{"bytes_per_second", spread(per_second)},
+                                        {"seconds", spread(t.seconds[i])}};
+    }
+    auto ratio = [&](std::size_t a, std::size_t c) { return rate[a] / rate[c]; };
+    struct pair {
+      const char* key;
+      std::size_t move, ceiling;
+    };
+    const std::array<pair, 4> pairs = {
+        {{"spill_device_to_host_vs_memcpy", spill_host_i, memcpy_i},
+         {"unspill_host_to_device_vs_memcpy", unspill_device_i, memcpy_i},
+         {"spill_host_to_disk_vs_file_write", spill_disk_i, file_write_i},
+         {"unspill_disk_to_host_vs_file_read", unspill_host_i, file_read_i}}};
+    nlohmann::json ratios;
+    std::array<double, tier_measures.size()> ratio_of{};
+    for (const auto& p : pairs) {
+      ratio_of[p.move] = ratio(p.move, p.ceiling);
+      ratios[p.key] = {
+          {"ratio", ratio_of[p.move]}, {"goal", goal}, {"met", ratio_of[p.move] >= goal}};
+    }
+    tiers_json = {
+        {"bytes", in.bytes},
+        {"rows", in.rows.num_rows()},
+        {"columns", "key int64, value float64, name string (4 to 12 letters), seed 42"},
+        {"spill_dir", dir.path.string()},
+        {"what",
+         "one process; tiers are tracking_resources over default_host_pool(); memcpy into warm "
+         "memory; plain file: one write() / read() of one buffer, no fsync, in the spill folder "
+         "(a spill file is not synced either); files are read back from the page cache on both "
+         "sides; medians of interleaved rounds after one warm-up round"},
+        {"measures", measures},
+        {"ratios", ratios},
+        {"device_tier_peak_bytes", t.device_peak},
+        {"host_tier_peak_bytes", t.host_peak},
+        {"disk_tier_peak_bytes", t.disk_peak},
+        {"spill_file_bytes", t.spill_file_bytes},
+        {"store",
+         {{"spilled_to_host_bytes", t.stats.spilled_to_host_bytes},
+          {"spilled_to_disk_bytes", t.stats.spilled_to_disk_bytes},
+          {"unspilled_from_host_bytes", t.stats.unspilled_from_host_bytes},
+          {"unspilled_from_disk_bytes", t.stats.unspilled_from_disk_bytes},
+          {"spills", t.stats.spills},
+          {"unspills", t.stats.unspills}}}};
+    for (std::size_t i = 0; i < tier_measures.size(); ++i) {
+      auto s = summarize(t.seconds[i]);
+      bool move = ratio_of[i] > 0;
+      tier_rows.push_back({tier_measures[i].label, format("%.2f GB/s", rate[i] / 1e9),
+                           format("%.1f", s.median * 1e3), format("%.1f", s.min * 1e3),
+                           format("%.1f", s.max * 1e3),
+                           move ? format("%.0f%%", 100 * ratio_of[i]) : "",
+                           move ? (ratio_of[i] >= goal ? "met" : "NOT met") : ""});
+    }
+  }
+  report["tiers"] = tiers_json;
+
+  // ---- job ----
+  const int partitions = options.workers * partitions_per_worker;
+  const std::string method =
+      "read again: the same query over an identical copy of the dataset written under another "
+      "name and never read before (one per round, run right after that round's resident run); "
+      "its files, just written, come from the page cache, as the first run's do";
+  std::vector<job_run> runs;
+  std::uint64_t version = 0;
+  fs::path root;
+  {
+    private_dir dir(fs::temp_directory_path() / ("ember-bench-cache-job-" + pid));
+    root = dir.path / "datasets";
+    auto data = make_job_rows(rows);
+    auto expected = expected_answer(data.view());
+    dataset_store store(root);
+    const std::string name = "bench-cache";
+    std::cout << "job: " << rows << " rows in " << partitions << " partitions, " << options.workers
+              << " worker processes; writing " << options.rounds + 2 << " copies of the dataset"
+              << std::endl;
+    version = write_dataset(store, name, data.view(), partitions);
+    auto warmup = make_job_rows(std::min<size_type>(rows, 10'000));
+    (void)write_dataset(store, "bench-cache-warmup", warmup.view(), partitions);
+    std::vector<std::pair<std::string, std::uint64_t>> copies;
+    for (int r = 1; r <= options.rounds; ++r) {
+      auto copy = name + "-again-" + std::to_string(r);
+      copies.emplace_back(copy, write_dataset(store, copy, data.view(), partitions));
+    }
+
+    cache_cluster cluster(options.workers, dir.path);
+    client_options co;
+    co.partitions_per_worker = 2;
+    auto c = client::connect(cluster.address, co);
+    auto query = [&](const std::string& dataset) {
+      return c.read_dataset(root, dataset, {"key", "v", "x"})
+          .group_by({"key"})
+          .aggregate({{aggregation_kind::count_all, "", "rows"},
+                      {aggregation_kind::sum, "v", "v_sum"},
+                      {aggregation_kind::min, "x", "x_min"},
+                      {aggregation_kind::max, "x", "x_max"}});
+    };
+    // Connections between the processes are made by this untimed job.
+    (void)query("bench-cache-warmup").run();
+    auto before = settled_lookups(c);
+    auto run = [&](const std::string& kind, int round, const std::string& dataset,
+                   std::uint64_t v) {
+      job_run r;
+      r.kind = kind;
+      r.round = round;
+      r.dataset = dataset;
+      r.resident_before = resident_partitions(c, root, dataset, v);
+      auto t0 = clock_type::now();
+      auto result = query(dataset).run();
+      r.seconds = seconds_since(t0);
+      r.job_seconds = result.metrics.seconds;
+      if (!result.metrics.stages.empty()) r.scan_stage_seconds = result.metrics.stages[0].seconds;
+      EMBER_EXPECTS(answer_of(result.result.view()) == expected, error,
+                    "the " + kind + " run (round " + std::to_string(round) + ") over " + dataset +
+                        " gave another result than the rows hold");
+      auto after = settled_lookups(c);
+      r.delta = after - before;
+      before = after;
+      runs.push_back(r);
+      std::cout << "  " << kind << " run" << (round > 0 ? " " + std::to_string(round) : "") << ": "
+                << format("%.3f s", r.seconds) << ", hit rate "
+                << format("%.2f", r.delta.hit_rate()) << std::endl;
+    };
+    run("first", 0, name, version);
+    // The next job is placed by the catalog: wait until the workers have reported every scanned
+    // partition (their heartbeat carries it).
+    for (int i = 0; i < 50 && resident_partitions(c, root, name, version) < partitions; ++i)
+      std::this_thread::sleep_for(100ms);
+    for (int r = 1; r <= options.rounds; ++r) {
+      run("resident", r, name, version);
+      const auto& [copy, copy_version] = copies[static_cast<std::size_t>(r - 1)];
+      run("read_again", r, copy, copy_version);
+    }
+  }
+
+  auto of_kind = [&](const std::string& kind, auto get) {
+    std::vector<double> v;
+    for (const auto& r : runs)
+      if (r.kind == kind) v.push_back(get(r));
+    return v;
+  };
+  auto secs = [](const job_run& r) { return r.seconds; };
+  auto hit_rate = [](const job_run& r) { return r.delta.hit_rate(); };
+  auto resident_s = summarize(of_kind("resident", secs));
+  auto again_s = summarize(of_kind("read_again", secs));
+  const auto& first = runs.front();
+  nlohmann::json runs_json = nlohmann::json::array();
+  for (const auto& r : runs) runs_json.push_back(to_json(r, partitions));
+  auto kind_json = [&](const std::string& kind) {
+    return nlohmann::json{{"seconds", spread(of_kind(kind, secs))},
+                          {"hit_rate", spread(of_kind(kind, hit_rate))}};
+  };
+  report["job"] = {
+      {"rows", rows},
+      {"partitions", partitions},
+      {"workers", options.workers},
+      {"query",
+       "read_dataset(key, v, x).group_by(key).aggregate(count_all, sum(v), min(x), max(x)); "
+       "key has " +
+           std::to_string(distinct_keys) + " values, seed 42"},
+      {"cluster",
+       "ember scheduler + CPU ember worker processes (1 slot, 1 thread each), UCX tcp "
+       "over loopback"},
+      {"read_again_method", method},
+      {"hit_rate_what",
+       "hits / (hits + misses) of the workers' partition stores, summed over the workers, the "
+       "run's delta; every lookup counts (scanned partitions and shuffle blocks)"},
+      {"results_identical", true},
+      {"runs", runs_json},
+      {"first", to_json(first, partitions)},
+      {"resident", kind_json("resident")},
+      {"read_again", kind_json("read_again")},
+      {"ratios",
+       {{"read_again_vs_resident_seconds", again_s.median / resident_s.median},
+        {"first_vs_resident_seconds", first.seconds / resident_s.median}}}};
+  report["parameters"] = {{"size", options.size},
+                          {"tier_bytes", report["tiers"]["bytes"]},
+                          {"rows", rows},
+                          {"workers", options.workers},
+                          {"rounds", options.rounds},
+                          {"spill_dir", spill_parent.string()},
+                          {"data_root", root.string()}};
+
+  // ---- the tables ----
+  std::cout << "\n";
+  print_cells({"tier move", "throughput (median)", "ms median", "ms min", "ms max", "vs ceiling",
+               "goal 80%"},
+              tier_rows, std::cout);
+  std::cout << "\nceilings: memcpy of the same bytes into warm memory for device <-> host (the CPU "
+               "backend's device tier is host memory); one write() / read() of the same bytes "
+               "for disk, no fsync, page cache on both sides\n\n";
+  std::vector<std::vector<std::string>> job_rows;
+  for (const auto& r : runs) {
+    job_rows.push_back({r.kind == "first" ? "first (cold: files)"
+                                          : (r.kind == "resident" ? "resident " : "read again ") +
+                                                std::to_string(r.round),
+                        r.dataset, format("%.3f", r.seconds), format("%.3f", r.scan_stage_seconds),
+                        std::to_string(r.resident_before) + "/" + std::to_string(partitions),
+                        std::to_string(r.delta.total()), std::to_string(r.delta.misses),
+                        format("%.2f", r.delta.hit_rate())});
+  }
+  print_cells({"run", "dataset", "seconds", "scan stage s", "inputs resident", "lookups", "misses",
+               "hit rate"},
+              job_rows, std::cout);
+  std::cout << "\nrepeated job: resident " << format("%.3f s", resident_s.median) << " (min "
+            << format("%.3f", resident_s.min) << ", max " << format("%.3f", resident_s.max)
+            << "), read again " << format("%.3f s", again_s.median) << " (min "
+            << format("%.3f", again_s.min) << ", max " << format("%.3f", again_s.max)
+            << "): read again / resident x" << format("%.2f", again_s.median / resident_s.median)
+            << "; first run " << format("%.3f s", first.seconds) << "\n"
+            << method << "\n"
+            << "every run's result matched the answer computed from the rows\n";
+  if (!options.json_path.empty()) {
+    std::ofstream(options.json_path) << report.dump(2) << "\n";
+    std::cout << "\nreport written to " << options.json_path << "\n";
+  }
+  return 0;
+}
+
+}  // namespace ember::cli
