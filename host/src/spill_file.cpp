@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <xxh_x86dispatch.h>
 #include <xxhash.h>
 
 #include <algorithm>
@@ -64,8 +65,8 @@ std::vector<std::uint64_t> block_checksums(const void* data, std::size_t bytes) 
   std::vector<std::uint64_t> sums(block_count(bytes));
   parallel_for(sums.size(), [&](std::size_t i) {
     auto at = i * checksum_block;
-    sums[i] =
-        XXH3_64bits(static_cast<const char*>(data) + at, std::min(checksum_block, bytes - at));
+    sums[i] = XXH3_64bits_dispatch(static_cast<const char*>(data) + at,
+                                   std::min(checksum_block, bytes - at));
   });
   return sums;
 }
@@ -237,7 +238,7 @@ std::int64_t write_spill_file(const fs::path& path, const table_view& rows) {
   append<std::uint16_t>(prefix, spill_version);
   append<std::uint16_t>(prefix, 0);
   append<std::uint64_t>(prefix, header.size());
-  std::uint64_t header_checksum = XXH3_64bits(header.data(), header.size());
+  std::uint64_t header_checksum = XXH3_64bits_dispatch(header.data(), header.size());
 
   std::vector<iovec> iov;
   iov.push_back({prefix.data(), prefix.size()});
@@ -293,7 +294,7 @@ table read_spill_file(const fs::path& path, memory_resource& mr) {
   std::uint64_t header_checksum = 0;
   read_all(fd.get(), header.data(), header.size(), prefix_bytes, path);
   read_all(fd.get(), &header_checksum, 8, prefix_bytes + header_bytes, path);
-  if (XXH3_64bits(header.data(), header.size()) != header_checksum)
+  if (XXH3_64bits_dispatch(header.data(), header.size()) != header_checksum)
     damaged(path, "checksum mismatch in the spill file's header");
 
   header_reader h(header, path);
@@ -362,7 +363,7 @@ table read_spill_file(const fs::path& path, memory_resource& mr) {
       auto offset = i * checksum_block;
       auto n = std::min<std::size_t>(checksum_block, static_cast<std::size_t>(bytes) - offset);
       read_all(fd.get(), dst + offset, n, start + offset, path);
-      if (XXH3_64bits(dst + offset, n) != sums[i])
+      if (XXH3_64bits_dispatch(dst + offset, n) != sums[i])
         damaged(path, "checksum mismatch in column '" + p.name + "' (bytes " +
                           std::to_string(offset) + " to " + std::to_string(offset + n) +
                           " of one of its buffers)");
