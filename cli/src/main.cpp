@@ -117,6 +117,14 @@ int run_cli(int argc, char** argv) {
   run_cmd->add_option("--exchange", run_exchange,
                       "Shuffle path between GPU workers: auto, ucx or nccl");
   run_cmd->add_option("--timeout-ms", run.timeout_ms, "Fail the job after this long (0: never)");
+  run_cmd->add_option("--write-dataset", run.write_dataset,
+                      "enrich: commit the enriched table as dataset ROOT/NAME");
+  run_cmd->add_option("--input-dataset", run.input_dataset,
+                      "enrich: read events from dataset ROOT/NAME and items from ROOT/NAME-items "
+                      "(generated and committed first when neither exists)");
+  run_cmd->add_option("--write-compression", run.write_compression,
+                      "enrich: the written dataset's files, none or zstd")
+      ->capture_default_str();
   run.cluster.add_to(*run_cmd);
 
   // ember scheduler

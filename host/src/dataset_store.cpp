@@ -1089,7 +1089,13 @@ struct dataset_writer::impl {
     std::lock_guard lock(mutex);
     if (st != state::open) return;
     st = state::aborted;
-    remove_quietly(staging);
+    // Other processes may still be writing partition files into the folder (tasks of a failed
+    // job that are not finished yet): once it is renamed they cannot create files at its path,
+    // and what one of them was already writing is left for clean_up (no lock file names it).
+    auto gone = staging;
+    gone += ".aborted";
+    if (::rename(staging.c_str(), gone.c_str()) != 0) gone = staging;
+    remove_quietly(gone);
     release_staging();
   }
 };
@@ -1155,6 +1161,73 @@ dataset_partition dataset_writer::write_partition(const table_view& table,
   return entry;
 }
 
+dataset_partition dataset_writer::adopt_partition(const dataset_partition& written) {
+  auto& s = *_impl;
+  const auto& name = s.name;
+  auto refuse = [&](const std::string& why) {
+    return invalid_input("dataset " + in_quotes(name) + ": cannot adopt partition file " +
+                         in_quotes(written.file) + ": " + why);
+  };
+  if (written.file.empty() || written.file.front() == '.' ||
+      written.file.find('/') != std::string::npos || written.file == "..")
+    throw refuse("not a file name in the staging folder");
+  if (valid_partition_file_name(written.file))
+    throw refuse("names like part-00000.emb are the writer's own");
+  {
+    std::lock_guard lock(s.mutex);
+    s.expect_open("adopt a partition");
+    ++s.in_flight;
+  }
+  struct in_flight_guard {
+    impl& s;
+    ~in_flight_guard() {
+      std::lock_guard lock(s.mutex);
+      --s.in_flight;
+    }
+  } guard{s};
+
+  auto source = s.staging / written.file;
+  if (!path_exists(source)) throw refuse("there is no such file in " + s.staging.string());
+  partition_file_info info;
+  try {
+    info = read_partition_info(source);
+  } catch (const invalid_input& e) {
+    throw refuse(e.what());
+  }
+  auto mismatch = [&](const char* what, auto found, auto reported) {
+    return refuse(std::string("its ") + what + " is " + std::to_string(found) + ", not " +
+                  std::to_string(reported) + " as its writer reported");
+  };
+  if (info.file_bytes != written.bytes) throw mismatch("size", info.file_bytes, written.bytes);
+  if (info.rows != written.rows) throw mismatch("row count", info.rows, written.rows);
+  if (info.footer_checksum != written.footer_checksum)
+    throw mismatch("footer checksum", info.footer_checksum, written.footer_checksum);
+  if (!written.stats.empty() && written.stats != info.stats)
+    throw refuse("its statistics differ from what its writer reported");
+
+  auto same_shape = [](const std::vector<partition_column>& a,
+                       const std::vector<partition_column>& b) {
+    return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](const auto& x, const auto& y) {
+      return x.name == y.name && x.type == y.type;
+    });
+  };
+  std::lock_guard lock(s.mutex);
+  s.expect_open("adopt a partition");
+  if (!s.schema) s.schema = info.columns;
+  if (!same_shape(*s.schema, info.columns))
+    throw refuse("it has the columns " + describe(info.columns) + ", the write's others " +
+                 describe(*s.schema));
+  auto index = s.next_index;
+  auto file = partition_file_name(index);
+  // The rename is within one folder: atomic, and the name the manifest records is this
+  // writer's, so a file a retried task wrote twice is adopted at most once.
+  rename_path(source, s.staging / file);
+  ++s.next_index;
+  dataset_partition entry{file, info.rows, info.file_bytes, info.footer_checksum, info.stats};
+  s.staged[index] = impl::staged_partition{entry, info.columns, false};
+  return entry;
+}
+
 std::uint64_t dataset_writer::commit(const commit_options& options) {
   auto& s = *_impl;
   std::lock_guard guard(s.mutex);
@@ -1170,7 +1243,17 @@ std::uint64_t dataset_writer::commit(const commit_options& options) {
   };
   if (!path_exists(s.staging)) throw removed();
 
-  // 1. Everything staged is on disk before any of it is named by a version.
+  // 1. Everything staged is on disk before any of it is named by a version. Files that were
+  // put into the staging folder but never adopted (a retried task's first attempt) go.
+  {
+    std::set<std::string> names;
+    for (const auto& [index, p] : s.staged) names.insert(p.entry.file);
+    std::vector<fs::path> strays;
+    std::error_code ec;
+    for (fs::directory_iterator it(s.staging, ec), end; !ec && it != end; it.increment(ec))
+      if (!names.contains(it->path().filename().string())) strays.push_back(it->path());
+    for (const auto& stray : strays) remove_quietly(stray);
+  }
   for (auto& [index, p] : s.staged) {
     if (!p.synced) sync_path(s.staging / p.entry.file, false);
     p.synced = true;

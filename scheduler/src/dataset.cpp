@@ -1,3 +1,5 @@
+#include <algorithm>
+#include <ember/host/column_factories.hpp>
 #include <ember/host/error.hpp>
 #include <ember/host/io.hpp>
 #include <ember/scheduler/dataset.hpp>
@@ -157,6 +159,62 @@ job_metrics dataset::write(const std::filesystem::path& path) const {
   auto out = run();
   write_csv_file(out.result.view(), path);
   return std::move(out.metrics);
+}
+
+dataset_write_result dataset::write_dataset(const std::filesystem::path& root,
+                                            const std::string& name,
+                                            const dataset_write_options& options) const {
+  dataset_store::validate_name(name);
+  EMBER_EXPECTS(!root.empty(), invalid_input, "write_dataset: no storage root given");
+  dataset_store store(std::filesystem::absolute(root));
+  // The writer aborts (removes its staging folder) when anything below throws.
+  auto writer = store.begin_write(name, options.fence);
+  dataset_sink sink;
+  sink.input = _plan.root;
+  sink.staging_dir = writer.staging_dir().string();
+  sink.compression = options.files.compression;
+  sink.level = options.files.level;
+  sink.row_group_rows = options.files.row_group_rows;
+  auto job = then(std::move(sink));
+  auto out = _state->run(job._plan);
+
+  const auto& files = out.result;
+  EMBER_EXPECTS(schema::of(files.view()) == dataset_sink::sink_columns(), logic_error,
+                "write_dataset: the tasks returned (" + schema::of(files.view()).to_string() +
+                    ") instead of the written files");
+  auto partitions = copy_values<std::int32_t>(files.view().column(0));
+  auto names = copy_strings(files.view().column(1));
+  auto rows = copy_values<std::int64_t>(files.view().column(2));
+  auto bytes = copy_values<std::int64_t>(files.view().column(3));
+  auto checksums = copy_values<std::int64_t>(files.view().column(4));
+  std::vector<std::size_t> order(partitions.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return partitions[a] < partitions[b]; });
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    auto r = order[i];
+    EMBER_EXPECTS(
+        partitions[r] == static_cast<std::int32_t>(i), logic_error,
+        "write_dataset: partition " + std::to_string(i) + " was not written exactly once");
+    dataset_partition written;
+    written.file = names[r].value_or("");
+    written.rows = rows[r];
+    written.bytes = bytes[r];
+    written.footer_checksum = static_cast<std::uint64_t>(checksums[r]);
+    (void)writer.adopt_partition(written);
+  }
+  commit_options co;
+  co.expected_parent = options.expected_parent;
+  co.before_publish = options.before_publish;
+  dataset_write_result result;
+  result.version = writer.commit(co);
+  result.partitions = order.size();
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    result.rows += rows[i];
+    result.bytes += bytes[i];
+  }
+  result.metrics = std::move(out.metrics);
+  return result;
 }
 
 }  // namespace ember

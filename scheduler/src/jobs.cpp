@@ -1,7 +1,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <ember/host/dataset_store.hpp>
 #include <ember/host/error.hpp>
+#include <functional>
+#include <optional>
 #include <ember/scheduler/generators.hpp>
 #include <ember/scheduler/jobs.hpp>
 
@@ -29,12 +32,23 @@ dataset first_rows(const dataset& d, size_type top) { return top > 0 ? d.limit(t
 
 struct job_run {
   dataset result;
+  // When set, written as the job's output dataset first; the result is then `from_output` of
+  // the written version read back (with `output_columns`).
+  std::optional<dataset> output;
+  std::function<dataset(const dataset&)> from_output;
+  std::vector<std::string> output_columns;
+  // Datasets written while the job was built (enrich's generated input).
+  std::vector<written_dataset> written;
   // Replaces the input totals with a label's (enrich reports its events table as the input).
   std::string input_label;
   // Adds a stage_report for this label's rows and bytes.
   std::string report_label;
   std::string report_name;
 };
+
+job_run result_only(dataset result) {
+  return job_run{std::move(result), std::nullopt, {}, {}, {}, {}, {}, {}};
+}
 
 job_run wordcount(client& c, const job_options& o) {
   EMBER_EXPECTS(!o.inputs.empty(), invalid_input,
@@ -43,7 +57,7 @@ job_run wordcount(client& c, const job_options& o) {
                     .tokenize("line", "word")
                     .group_by({"word"}, {agg(aggregation_kind::count_all, "", "count")});
   std::vector<sort_key> order{{"count", true, false}, {"word", false, false}};
-  return {o.top > 0 ? counts.top_k(order, o.top) : counts.sort(order), {}, {}, {}};
+  return result_only(o.top > 0 ? counts.top_k(order, o.top) : counts.sort(order));
 }
 
 job_run groupby(client& c, const job_options& o) {
@@ -55,7 +69,7 @@ job_run groupby(client& c, const job_options& o) {
                                         agg(aggregation_kind::min, "x", "min"),
                                         agg(aggregation_kind::max, "x", "max")})
                     .sort({{"key", false, false}});
-  return {first_rows(result, o.top), {}, {}, {}};
+  return result_only(first_rows(result, o.top));
 }
 
 job_run join(client& c, const job_options& o) {
@@ -73,26 +87,58 @@ job_run join(client& c, const job_options& o) {
                                             agg(aggregation_kind::sum, "amount", "amount"),
                                             agg(aggregation_kind::sum, "weighted", "weighted")})
                     .sort({{"segment", false, false}});
-  return {first_rows(result, o.top), {}, {}, {}};
+  return result_only(first_rows(result, o.top));
 }
 
 job_run sort(client& c, const job_options& o) {
   auto rows = input_rows(o, "sort");
   auto input = c.generate("sort", rows, o.seed);
   std::vector<sort_key> order{{"key", false, false}, {"payload", false, false}};
-  return {o.top > 0 ? input.top_k(order, o.top) : input.sort(order), {}, {}, {}};
+  return result_only(o.top > 0 ? input.top_k(order, o.top) : input.sort(order));
+}
+
+written_dataset written_from(const std::filesystem::path& root, const std::string& name,
+                             const dataset_write_result& w) {
+  return {root, name, w.version, w.rows, w.bytes, w.partitions};
 }
 
 job_run enrich(client& c, const job_options& o) {
-  auto rows = input_rows(o, "events");
-  auto item_rows = items_for(rows);
-  auto events = c.generate("events", rows, o.seed, item_rows).label("events");
-  auto items = c.generate("items", item_rows, o.seed + 1);
+  std::vector<written_dataset> written;
+  auto generated_events = [&] {
+    auto rows = input_rows(o, "events");
+    return std::pair{c.generate("events", rows, o.seed, items_for(rows)),
+                     c.generate("items", items_for(rows), o.seed + 1)};
+  };
+  std::optional<dataset> events, items;
+  if (o.input_root.empty()) {
+    auto [e, i] = generated_events();
+    events = e;
+    items = i;
+  } else {
+    auto items_name = o.input_dataset + "-items";
+    dataset_store store(o.input_root);
+    bool have_events = store.current_version(o.input_dataset).has_value();
+    bool have_items = store.current_version(items_name).has_value();
+    EMBER_EXPECTS(have_events == have_items, invalid_input,
+                  "enrich: the input needs both datasets '" + o.input_dataset + "' and '" +
+                      items_name + "' under " + o.input_root.string() + ", but only '" +
+                      (have_events ? o.input_dataset : items_name) + "' is there");
+    if (!have_events) {
+      auto [e, i] = generated_events();
+      written.push_back(written_from(o.input_root, o.input_dataset,
+                                     e.write_dataset(o.input_root, o.input_dataset)));
+      written.push_back(
+          written_from(o.input_root, items_name, i.write_dataset(o.input_root, items_name)));
+    }
+    events = c.read_dataset(o.input_root, o.input_dataset);
+    items = c.read_dataset(o.input_root, items_name);
+  }
   auto day = cast(cast(col("ts"), type_id::int64) / lit(std::int64_t{ns_per_day}) *
                       lit(std::int64_t{ns_per_day}),
                   type_id::timestamp_ns);
   auto enriched =
-      events.join(items, {"item_id"}, join_kind::inner, join_strategy::broadcast)
+      events->label("events")
+          .join(*items, {"item_id"}, join_kind::inner, join_strategy::broadcast)
           .with_columns(
               {{"revenue", col("amount") * col("price")},
                {"day", day},
@@ -100,12 +146,25 @@ job_run enrich(client& c, const job_options& o) {
                {"is_mobile", col("device") == lit("mobile")},
                {"is_big_order", col("amount") > lit(100.0)}})
           .label("enriched");
-  auto summary =
-      enriched
-          .group_by({"category", "day"}, {agg(aggregation_kind::count_all, "", "orders"),
-                                          agg(aggregation_kind::sum, "revenue", "revenue")})
-          .sort({{"category", false, false}, {"day", false, false}});
-  return {first_rows(summary, o.top), "events", "enriched", "enrich: enriched table"};
+  auto top = o.top;
+  auto summarize = [top](const dataset& rows) {
+    auto summary =
+        rows.group_by({"category", "day"}, {agg(aggregation_kind::count_all, "", "orders"),
+                                            agg(aggregation_kind::sum, "revenue", "revenue")})
+            .sort({{"category", false, false}, {"day", false, false}});
+    return first_rows(summary, top);
+  };
+  auto run = result_only(summarize(enriched));
+  run.written = std::move(written);
+  run.input_label = "events";
+  run.report_label = "enriched";
+  run.report_name = "enrich: enriched table";
+  if (!o.output_root.empty()) {
+    run.output = enriched;
+    run.from_output = summarize;
+    run.output_columns = {"category", "day", "revenue"};
+  }
+  return run;
 }
 
 struct job_entry {
@@ -143,10 +202,32 @@ job_report run_job(client& c, std::string_view name, const job_options& options)
   EMBER_EXPECTS(options.top >= 0, invalid_input, "negative top " + std::to_string(options.top));
 
   auto job = entry->build(c, options);
-  auto out = job.result.run();
+  job_report report;
+  report.written = std::move(job.written);
+  job_result out;
+  if (job.output) {
+    dataset_write_options wo;
+    wo.files.compression = options.output_compression;
+    auto w = job.output->write_dataset(options.output_root, options.output_dataset, wo);
+    report.written.push_back(written_from(options.output_root, options.output_dataset, w));
+    out = job.from_output(
+                 c.read_dataset(options.output_root, options.output_dataset, job.output_columns))
+              .run();
+    // One report for both jobs: the write's stages, then the summary's.
+    auto& m = out.metrics;
+    auto stages = std::move(w.metrics.stages);
+    stages.insert(stages.end(), m.stages.begin(), m.stages.end());
+    m.stages = std::move(stages);
+    auto labels = std::move(w.metrics.labels);
+    labels.insert(labels.end(), m.labels.begin(), m.labels.end());
+    m.labels = std::move(labels);
+    m.input_rows = w.metrics.input_rows;
+    m.input_bytes = w.metrics.input_bytes;
+  } else {
+    out = job.result.run();
+  }
   const auto& m = out.metrics;
 
-  job_report report;
   report.result = std::move(out.result);
   report.input_rows = m.input_rows;
   report.input_bytes = m.input_bytes;

@@ -111,9 +111,9 @@ expression dataset_filter::to_expression() const {
 
 std::string_view op_name(const node_op& op) noexcept {
   static constexpr std::string_view names[] = {
-      "table",    "read_text", "generate",    "exchange",    "project", "filter",
-      "tokenize", "aggregate", "distinct",    "sort",        "top_k",   "join",
-      "concat",   "limit",     "repartition", "read_dataset"};
+      "table",    "read_text", "generate",    "exchange",     "project",      "filter",
+      "tokenize", "aggregate", "distinct",    "sort",         "top_k",        "join",
+      "concat",   "limit",     "repartition", "read_dataset", "write_dataset"};
   static_assert(std::size(names) == std::variant_size_v<node_op>);
   return names[op.index()];
 }
@@ -223,8 +223,19 @@ struct describe_op {
     for (const auto& f : n.filters) out += ", skip unless " + f.to_expression().to_string();
     return out + ", partitions=" + std::to_string(n.partitions);
   }
+  std::string operator()(const dataset_sink& n) const {
+    std::string out = n.staging_dir;
+    out += ", compression=" + std::string(ember::to_string(n.compression));
+    if (n.compression == compression_codec::zstd) out += ", level=" + std::to_string(n.level);
+    return out + ", row_group_rows=" + std::to_string(n.row_group_rows);
+  }
 };
 }  // namespace
+
+schema dataset_sink::sink_columns() {
+  return schema{{"partition", "file", "rows", "bytes", "footer_checksum"},
+                {type_id::int32, type_id::string, type_id::int64, type_id::int64, type_id::int64}};
+}
 
 std::string plan::to_string() const {
   std::ostringstream out;

@@ -264,6 +264,13 @@ struct node_writer {
     w.put(n.input);
     w.put_strings(n.keys);
   }
+  void operator()(const dataset_sink& n) const {
+    w.put(n.input);
+    w.put_string(n.staging_dir);
+    w.put(static_cast<std::uint8_t>(n.compression));
+    w.put<std::int32_t>(n.level);
+    w.put(n.row_group_rows);
+  }
 };
 
 // ---- reading --------------------------------------------------------------------------------
@@ -554,6 +561,20 @@ class node_reader {
         n.partitions = partitions();
         return n;
       }
+      case 16: {
+        dataset_sink n;
+        n.input = input();
+        n.staging_dir = _r.get_string("a write's staging folder");
+        if (n.staging_dir.empty()) _r.fail("a write without a staging folder");
+        n.compression = _r.get_enum(compression_codec::zstd, "a write's compression");
+        n.level = _r.get<std::int32_t>("a write's zstd level");
+        if (n.level < -131072 || n.level > 22)
+          _r.fail("zstd level " + std::to_string(n.level) + " out of range");
+        n.row_group_rows = _r.get<std::int64_t>("a write's row group rows");
+        if (n.row_group_rows < 1)
+          _r.fail("row groups of " + std::to_string(n.row_group_rows) + " rows");
+        return n;
+      }
       default:
         break;
     }
@@ -577,7 +598,7 @@ class node_reader {
   node_id _self;
 };
 
-static_assert(std::variant_size_v<node_op> == 16, "a new node kind needs a codec tag");
+static_assert(std::variant_size_v<node_op> == 17, "a new node kind needs a codec tag");
 
 }  // namespace
 

@@ -136,6 +136,9 @@ class builder {
   }
   pipeline build_node(const project_node& n, const plan_node& node) { return extend(n, node); }
   pipeline build_node(const filter_node& n, const plan_node& node) { return extend(n, node); }
+  pipeline build_node(const dataset_sink& n, const plan_node& node) {
+    return extend(n, node, unknown_rows);
+  }
   pipeline build_node(const tokenize_node& n, const plan_node& node) {
     return extend(n, node, unknown_rows);
   }

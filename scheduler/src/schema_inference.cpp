@@ -241,6 +241,19 @@ struct infer {
     for (const auto& k : n.keys) (void)input().index_of(k);
     return input();
   }
+  schema operator()(const dataset_sink& n) const {
+    EMBER_EXPECTS(!n.staging_dir.empty(), invalid_input, "write_dataset: no staging folder");
+    EMBER_EXPECTS(
+        n.compression == compression_codec::none || n.compression == compression_codec::zstd,
+        invalid_input,
+        "write_dataset: unknown compression " + std::to_string(static_cast<int>(n.compression)));
+    EMBER_EXPECTS(n.level >= -131072 && n.level <= 22, invalid_input,
+                  "write_dataset: zstd level " + std::to_string(n.level) + " out of range");
+    EMBER_EXPECTS(n.row_group_rows >= 1, invalid_input,
+                  "write_dataset: row groups of " + std::to_string(n.row_group_rows) + " rows");
+    (void)input();
+    return dataset_sink::sink_columns();
+  }
   schema operator()(const limit_node& n) const {
     EMBER_EXPECTS(n.count >= 0, invalid_input, "limit: negative count " + std::to_string(n.count));
     return input();

@@ -1,4 +1,10 @@
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
+#include <ember/host/partition_file.hpp>
+#include <filesystem>
+#include <random>
 #include <ember/cuda/copying.hpp>
 #include <ember/cuda/expression.hpp>
 #include <ember/cuda/groupby.hpp>
@@ -26,6 +32,17 @@ struct part {
 part own(table t) {
   auto owner = std::make_shared<const table>(std::move(t));
   return part{owner, owner->view()};
+}
+
+// A name no other attempt of any task uses: a retried task (its first worker presumed lost but
+// still writing) never overwrites the file another attempt reported.
+std::string sink_file_name(int partition) {
+  thread_local std::mt19937_64 rng(std::random_device{}() ^
+                                   (static_cast<std::uint64_t>(::getpid()) << 32));
+  char text[64];
+  std::snprintf(text, sizeof text, "task-%05d-%016llx.emb", partition,
+                static_cast<unsigned long long>(rng()));
+  return text;
 }
 
 class task_evaluator {
@@ -174,6 +191,31 @@ class task_evaluator {
     auto left = eval(n.left, p);
     auto right = eval(n.right, p);
     return own(hash_join(left.rows, right.rows, n.left_keys, n.right_keys, n.kind, _ctx));
+  }
+  // The partition's rows as one file in the write's staging folder, and a row saying which.
+  part eval_node(const dataset_sink& n, int p) {
+    auto in = eval(n.input, p);
+    part rows = in;
+    if (on_cuda() && in.rows.num_columns() > 0 && in.rows.column(0).kind() == memory_kind::device)
+      rows = own(to_host(in.rows, _ctx));
+    partition_write_options o;
+    o.compression = n.compression;
+    o.level = n.level;
+    o.row_group_rows = n.row_group_rows;
+    o.sync = true;
+    auto file = sink_file_name(p);
+    auto info = write_partition_file(std::filesystem::path(n.staging_dir) / file, rows.rows, o);
+    std::vector<column> cols;
+    cols.push_back(make_column<std::int32_t>(type_id::int32, std::vector<std::int32_t>{p}));
+    cols.push_back(make_string_column(std::vector<std::string>{file}));
+    cols.push_back(make_column<std::int64_t>(type_id::int64, std::vector<std::int64_t>{info.rows}));
+    cols.push_back(
+        make_column<std::int64_t>(type_id::int64, std::vector<std::int64_t>{info.file_bytes}));
+    cols.push_back(make_column<std::int64_t>(
+        type_id::int64,
+        std::vector<std::int64_t>{static_cast<std::int64_t>(info.footer_checksum)}));
+    auto out = own(table(std::move(cols), dataset_sink::sink_columns().names));
+    return on_device(std::move(out));
   }
   part eval_node(const concat_node& n, int p) {
     for (auto input : n.inputs) {

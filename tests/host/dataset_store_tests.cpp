@@ -161,6 +161,13 @@ std::vector<std::string> input_files(const temp_dir& dir, const std::string& pre
   return out;
 }
 
+// Statistics that cannot be a file's: one column's null count off by one.
+std::vector<column_stats> sample_stats_mismatch(const table& t) {
+  auto info_stats = std::vector<column_stats>(static_cast<std::size_t>(t.num_columns()));
+  info_stats[0].null_count = 12345;
+  return info_stats;
+}
+
 struct writer_run {
   int exit_code = -1;
   std::string out;
@@ -770,6 +777,109 @@ TEST(dataset_store, a_missing_truncated_or_replaced_partition_file_is_reported) 
   flipped[40] = static_cast<char>(flipped[40] ^ 0x10);
   write_bytes(path, flipped);
   expect_rejected([&] { (void)store.read("t"); }, {path.string()});
+}
+
+// ---- adopting partition files written by other processes
+// ------------------------------------------------------------------------------------------
+
+// What another process (a job's task) does: writes a partition file into the staging folder
+// under its own name and reports its entry.
+dataset_partition write_outside(const fs::path& staging, const std::string& file, const table& t) {
+  auto info = write_partition_file(staging / file, t.view());
+  return {file, info.rows, info.file_bytes, info.footer_checksum, {}};
+}
+
+TEST(dataset_store, files_written_into_the_staging_folder_are_adopted_in_order) {
+  temp_dir dir;
+  dataset_store store(dir.path());
+  auto parts = samples(3, {400, 0, 700});
+  auto w = store.begin_write("t");
+  // Written out of order (tasks finish in any order), adopted in partition order.
+  auto e2 = write_outside(w.staging_dir(), "task-2-x.emb", parts[2]);
+  auto e0 = write_outside(w.staging_dir(), "task-0-x.emb", parts[0]);
+  auto e1 = write_outside(w.staging_dir(), "task-1-x.emb", parts[1]);
+  // A retried task's first attempt, never adopted: the commit drops it.
+  (void)write_outside(w.staging_dir(), "task-1-y.emb", parts[1]);
+  auto a0 = w.adopt_partition(e0);
+  EXPECT_EQ(a0.file, "part-00000.emb");
+  EXPECT_EQ(a0.rows, 400);
+  EXPECT_EQ(a0.footer_checksum, e0.footer_checksum);
+  EXPECT_EQ(a0.stats.size(), 3u);
+  EXPECT_EQ(w.adopt_partition(e1).file, "part-00001.emb");
+  // Adopting the same file twice: it was renamed, so the second time it is missing.
+  expect_rejected([&] { (void)w.adopt_partition(e1); }, {"task-1-x.emb", "no such file"});
+  EXPECT_EQ(w.adopt_partition(e2).file, "part-00002.emb");
+  EXPECT_EQ(w.commit(), 1u);
+  auto m = store.read_manifest("t");
+  ASSERT_EQ(m.partitions.size(), 3u);
+  EXPECT_EQ(m.rows, 1100);
+  EXPECT_EQ(rows_of(store.read("t").view()), rows_of_all(parts));
+  EXPECT_EQ(entries(dir.path() / "t" / version_dir(1)),
+            (std::set<std::string>{"part-00000.emb", "part-00001.emb", "part-00002.emb"}));
+}
+
+TEST(dataset_store, adopted_and_written_partitions_mix_and_schemas_must_agree) {
+  temp_dir dir;
+  dataset_store store(dir.path());
+  auto w = store.begin_write("t");
+  (void)w.write_partition(sample(1, 10).view());
+  auto other =
+      table_of({"id", "score"}, random_int64(5, 0, 9, 0.0, 1), random_float64(5, 0, 1, 0.0, 2));
+  auto e = write_outside(w.staging_dir(), "task-1.emb", other);
+  expect_rejected([&] { (void)w.adopt_partition(e); },
+                  {"dataset 't'", "task-1.emb", "id int64", "score float64", "name string"});
+  auto good = write_outside(w.staging_dir(), "task-2.emb", sample(2, 20));
+  EXPECT_EQ(w.adopt_partition(good).file, "part-00001.emb");
+  EXPECT_EQ(w.commit(), 1u);
+  EXPECT_EQ(store.read_manifest("t").rows, 30);
+  // The refused file was not committed.
+  EXPECT_EQ(entries(dir.path() / "t" / version_dir(1)),
+            (std::set<std::string>{"part-00000.emb", "part-00001.emb"}));
+}
+
+TEST(dataset_store, a_missing_damaged_or_misreported_file_is_not_adopted) {
+  temp_dir dir;
+  dataset_store store(dir.path());
+  EXPECT_EQ(commit(store, "t", samples(1, {50})), 1u);
+  auto w = store.begin_write("t");
+  auto staging = w.staging_dir();
+  auto t = sample(5, 300);
+  // Names that are not a file of the staging folder, or are the writer's own.
+  for (const std::string bad : {"", ".hidden.emb", "../x.emb", "a/b.emb", "part-00000.emb"})
+    expect_rejected([&] { (void)w.adopt_partition({bad, 0, 0, 0, {}}); }, {"cannot adopt"});
+  expect_rejected(
+      [&] {
+        (void)w.adopt_partition({"gone.emb", 1, 1, 1, {}});
+      },
+      {"gone.emb", "no such file"});
+  // Truncated.
+  auto e = write_outside(staging, "cut.emb", t);
+  auto bytes = read_bytes(staging / "cut.emb");
+  write_bytes(staging / "cut.emb", bytes.substr(0, bytes.size() - 10));
+  expect_rejected([&] { (void)w.adopt_partition(e); }, {"cut.emb"});
+  // A flipped byte in the footer.
+  e = write_outside(staging, "flip.emb", t);
+  auto flipped = bytes;
+  flipped[flipped.size() - 40] = static_cast<char>(flipped[flipped.size() - 40] ^ 0x01);
+  write_bytes(staging / "flip.emb", flipped);
+  expect_rejected([&] { (void)w.adopt_partition(e); }, {"flip.emb"});
+  // A whole file, but not the one its writer reported.
+  e = write_outside(staging, "other.emb", t);
+  auto reported = e;
+  reported.footer_checksum ^= 1;
+  expect_rejected([&] { (void)w.adopt_partition(reported); },
+                  {"other.emb", "footer checksum", "as its writer reported"});
+  reported = e;
+  reported.rows += 1;
+  expect_rejected([&] { (void)w.adopt_partition(reported); }, {"other.emb", "row count"});
+  reported = e;
+  reported.stats = sample_stats_mismatch(t);
+  expect_rejected([&] { (void)w.adopt_partition(reported); }, {"other.emb", "statistics"});
+  // Nothing was adopted; abort leaves version 1 as it was.
+  w.abort();
+  EXPECT_EQ(store.current_version("t"), 1u);
+  EXPECT_EQ(store.read_manifest("t").rows, 50);
+  EXPECT_FALSE(fs::exists(staging));
 }
 
 // ---- remove and retention

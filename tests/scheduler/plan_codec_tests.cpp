@@ -361,6 +361,53 @@ TEST(plan_codec, well_framed_but_malformed_payloads_are_rejected) {
                   "unread bytes");
 }
 
+TEST(plan_codec, dataset_sinks_round_trip_and_bad_fields_are_rejected) {
+  plan p;
+  auto gen = p.add(generate_source{"keyed", 1000, 7, 10, 4});
+  dataset_sink sink;
+  sink.input = gen;
+  sink.staging_dir = "/data/out/_staging/host-1-abc";
+  sink.compression = compression_codec::zstd;
+  sink.level = -5;
+  sink.row_group_rows = 4096;
+  p.add(sink, "written");
+  expect_round_trip(p);
+  auto back = std::get<dataset_sink>(decode_plan(encode_plan(p)).nodes[1].op);
+  EXPECT_EQ(back.input, 0);
+  EXPECT_EQ(back.staging_dir, sink.staging_dir);
+  EXPECT_EQ(back.compression, compression_codec::zstd);
+  EXPECT_EQ(back.level, -5);
+  EXPECT_EQ(back.row_group_rows, 4096);
+  EXPECT_THAT(p.to_string(), ::testing::HasSubstr("write_dataset(/data/out/_staging/host-1-abc"));
+
+  // A generate source, then a sink with the given fields.
+  auto sink_plan = [](const std::string& staging, std::uint8_t codec, std::int32_t level,
+                      std::int64_t row_group_rows) {
+    return payload()
+        .put(std::int32_t{1})
+        .put(std::uint32_t{2})
+        .put(std::uint8_t{2})
+        .str("")
+        .str("keyed")
+        .put(std::int64_t{1})
+        .put(std::uint64_t{1})
+        .put(std::int64_t{0})
+        .put(std::int32_t{1})
+        .put(std::uint8_t{16})
+        .str("")
+        .put(std::int32_t{0})
+        .str(staging)
+        .put(codec)
+        .put(level)
+        .put(row_group_rows);
+  };
+  EXPECT_NO_THROW((void)decode_plan(sink_plan("/s", 1, 3, 100).framed()));
+  expect_rejected(sink_plan("", 0, 3, 100), "without a staging folder");
+  expect_rejected(sink_plan("/s", 7, 3, 100), "compression");
+  expect_rejected(sink_plan("/s", 1, 99, 100), "zstd level 99 out of range");
+  expect_rejected(sink_plan("/s", 0, 3, 0), "row groups of 0 rows");
+}
+
 TEST(plan_codec, deep_expressions_are_rejected_not_overflowed) {
   auto e = col("a");
   for (int i = 0; i < max_expression_depth + 10; ++i) e = -e;

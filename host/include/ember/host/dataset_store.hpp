@@ -13,6 +13,7 @@
 //                                  and remove
 //   _staging/<writer id>/          the partitions of a write in progress
 //   _staging/<writer id>.lock      flock'ed by that writer for as long as it lives
+//   _staging/<writer id>.aborted/  an abandoned write's partitions while they are removed
 //   .CURRENT.tmp, .manifest-<v>.json.tmp   files of a commit in progress
 // and ROOT/.trash/ holds removed datasets while they are deleted.
 //
@@ -189,6 +190,22 @@ class dataset_writer {
   dataset_partition write_partition(const table_view& table,
                                     const partition_write_options& options = {});
 
+  /// Adopts a partition file that another process (a worker of a job) wrote into staging_dir()
+  /// as the next partition of this write, and returns its manifest entry as the commit records
+  /// it. `written.file` is the file's name in staging_dir() (one path component, not starting
+  /// with '.', and not a name like part-00000.emb, which this writer gives its own partitions);
+  /// its rows, bytes and footer_checksum are what the writing process reported, and its stats,
+  /// when not empty, too. The file's footer is read and checked against all of them and its
+  /// schema against the write's other partitions; then the file is renamed to the next
+  /// part-<n>.emb (partitions are numbered in the order they are written or adopted), and commit
+  /// syncs it like a partition written without sync. Thread-safe; not concurrent with commit.
+  /// Throws ember::invalid_input, naming the file, for a bad or missing name, a damaged or
+  /// truncated file, a file that differs from what was reported, or a schema that differs from
+  /// the write's other partitions (naming both); ember::error on I/O failure; ember::logic_error
+  /// after commit or abort. A refused file stays where it is (abort removes it with the staging
+  /// folder).
+  dataset_partition adopt_partition(const dataset_partition& written);
+
   /// Commits the staged partitions as a new version (the protocol in the file comment) and
   /// returns its number. A write with no partitions commits a version with no rows and no
   /// columns. Throws ember::invalid_input when the current version is not
@@ -201,8 +218,10 @@ class dataset_writer {
   /// twice, after abort, or while write_partition runs.
   std::uint64_t commit(const commit_options& options = {});
 
-  /// Removes the staging folder (what cannot be removed is left for clean_up). Does nothing
-  /// after commit. Never throws.
+  /// Removes the staging folder: renamed first (so other processes still writing partition
+  /// files for this write can create no more), then deleted; what cannot be deleted (a file
+  /// another process is still writing) is left for clean_up. Does nothing after commit. Never
+  /// throws.
   void abort() noexcept;
 
  private:

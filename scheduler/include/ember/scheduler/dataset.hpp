@@ -8,11 +8,14 @@
 #include <ember/cuda/groupby.hpp>
 #include <ember/cuda/join.hpp>
 #include <ember/cuda/sort.hpp>
+#include <ember/host/dataset_store.hpp>
 #include <ember/host/table.hpp>
 #include <ember/scheduler/executor.hpp>
 #include <ember/scheduler/plan.hpp>
 #include <filesystem>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +23,31 @@ namespace ember {
 
 class client;
 class grouped_dataset;
+
+/// How dataset::write_dataset writes and commits.
+struct dataset_write_options {
+  /// How each partition file is stored (compression, zstd level, row group rows); `sync` is
+  /// ignored: every file is synced before the commit names it.
+  partition_write_options files;
+  /// When set, the commit fails unless the dataset's current version still is this one (0: no
+  /// version yet), as in commit_options::expected_parent.
+  std::optional<std::uint64_t> expected_parent;
+  /// The writer's fencing token (a lock service's), recorded in the manifest; a token older than
+  /// the one that committed the current version under the same lock is refused.
+  std::optional<fence_token> fence;
+  /// Called under the dataset's commit lock right before the new version becomes current (see
+  /// commit_options::before_publish); throwing refuses the commit.
+  std::function<void(std::uint64_t new_version)> before_publish;
+};
+
+/// What write_dataset committed.
+struct dataset_write_result {
+  std::uint64_t version = 0;
+  size_type rows = 0;   ///< rows of the new version
+  size_type bytes = 0;  ///< bytes of its partition files
+  std::size_t partitions = 0;
+  job_metrics metrics;  ///< the job's (its stages include the writing)
+};
 namespace detail {
 struct client_state;
 }
@@ -81,6 +109,18 @@ class dataset {
   [[nodiscard]] job_result run() const;
   /// Writes the rows as CSV with a header row (ember::write_csv_file). Returns the metrics.
   job_metrics write(const std::filesystem::path& path) const;
+  /// Writes the rows as a new version of dataset `name` of the dataset_store at `root` (a folder
+  /// every worker sees: a local folder for the embedded cluster, a shared filesystem for a
+  /// cluster): the client begins a write (dataset_store::begin_write), each task of the job's
+  /// last stage writes its partition as one file into the write's staging folder and returns only
+  /// that file's description; the client adopts the files in partition order (one partition per
+  /// task, empty ones included) and commits them as one version. Nothing is visible before the
+  /// commit: when a task or the commit fails, the staging folder is removed and the previous
+  /// version stays current. Blocks the calling thread. Throws the job's first error, and what
+  /// dataset_writer::adopt_partition and commit throw (ember::invalid_input for a bad name, an
+  /// expected parent that is not current, a stale fencing token).
+  dataset_write_result write_dataset(const std::filesystem::path& root, const std::string& name,
+                                     const dataset_write_options& options = {}) const;
 
  private:
   friend class client;

@@ -16,6 +16,12 @@
 //              enriched table (about twice the events' bytes; its rows and bytes are the
 //              report's stage "enrich: enriched table") -> category, day, orders, revenue;
 //              sorted by category, day. The report's input is the events table.
+//              With output_root, the enriched table is written as a committed dataset
+//              (output_dataset, default "enriched"; dataset::write_dataset) and the summary is
+//              computed from that version (category, day and revenue read back). With
+//              input_root, events are dataset input_dataset of that store and items dataset
+//              input_dataset + "-items"; when neither exists yet they are generated (scale,
+//              rows, seed as usual) and committed first, so later runs read the same input.
 // `top` > 0 keeps the first `top` result rows. Without rows or scale_bytes, generated jobs use
 // default_job_rows rows (enrich: default_job_rows events).
 #include <cstdint>
@@ -37,6 +43,24 @@ struct job_options {
   size_type scale_bytes = 0;
   std::uint64_t seed = 42;
   size_type top = 0;
+  /// enrich: the storage root to write the enriched dataset to (none: not written).
+  std::filesystem::path output_root;
+  std::string output_dataset = "enriched";
+  /// enrich: how the written dataset's files are stored.
+  compression_codec output_compression = compression_codec::none;
+  /// enrich: the storage root to read the input datasets from (none: generated on the fly).
+  std::filesystem::path input_root;
+  std::string input_dataset = "events";
+};
+
+/// A dataset version a job committed.
+struct written_dataset {
+  std::filesystem::path root;
+  std::string name;
+  std::uint64_t version = 0;
+  size_type rows = 0;
+  size_type bytes = 0;  ///< its partition files' bytes
+  std::size_t partitions = 0;
 };
 
 struct stage_report {
@@ -52,6 +76,9 @@ struct job_report {
   double seconds;
   size_type input_rows;
   size_type input_bytes;
+  /// The datasets the job committed (enrich: its generated input when input_root named none
+  /// yet, then the enriched table), in that order.
+  std::vector<written_dataset> written;
 };
 
 /// The built-in jobs' names: enrich, groupby, join, sort, wordcount.

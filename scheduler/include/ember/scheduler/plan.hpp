@@ -194,10 +194,30 @@ struct repartition_node {
   std::vector<std::string> keys;
 };
 
-using node_op =
-    std::variant<table_source, text_source, generate_source, exchange_source, project_node,
-                 filter_node, tokenize_node, aggregate_node, distinct_node, sort_node, top_k_node,
-                 join_node, concat_node, limit_node, repartition_node, dataset_source>;
+/// A sink: each task writes its partition of the input as one ember partition file into
+/// `staging_dir`, the staging folder of a dataset write that the client began
+/// (dataset_writer::staging_dir, under a storage root every worker sees), under a name of its own
+/// ("task-<partition>-<random>.emb", so a retried task never overwrites a file another attempt
+/// reported), synced, and produces one row describing it (sink_columns()): the task's
+/// partition, the file's name, rows, size and footer checksum. The client then adopts the files
+/// in partition order and commits the version (dataset::write_dataset); nothing is visible before.
+/// Partition-wise: it ends the stage that computes its input.
+struct dataset_sink {
+  node_id input = -1;
+  std::string staging_dir;
+  compression_codec compression = compression_codec::none;
+  int level = 3;  ///< zstd's level (partition_write_options::level)
+  size_type row_group_rows = size_type{1} << 20;
+
+  /// partition int32, file string, rows int64, bytes int64, footer_checksum int64 (the
+  /// checksum's bits).
+  [[nodiscard]] static schema sink_columns();
+};
+
+using node_op = std::variant<table_source, text_source, generate_source, exchange_source,
+                             project_node, filter_node, tokenize_node, aggregate_node,
+                             distinct_node, sort_node, top_k_node, join_node, concat_node,
+                             limit_node, repartition_node, dataset_source, dataset_sink>;
 
 /// One node: the operator and an optional label. A label names the node's output in stage
 /// names and in the job's metrics (rows and bytes it produced), e.g. "enriched".
@@ -226,7 +246,7 @@ struct plan {
 [[nodiscard]] std::vector<node_id> inputs_of(const node_op& op);
 /// The operator's name: "table", "read_text", "generate", "exchange", "project", "filter",
 /// "tokenize", "aggregate", "distinct", "sort", "top_k", "join", "concat", "limit",
-/// "repartition", "read_dataset".
+/// "repartition", "read_dataset", "write_dataset".
 [[nodiscard]] std::string_view op_name(const node_op& op) noexcept;
 /// Readable names of enum values, as plans print them.
 [[nodiscard]] std::string_view to_string(join_strategy s) noexcept;
