@@ -13,6 +13,7 @@
 #include <ember/host/log.hpp>
 
 #include "bench_cache.hpp"
+#include "bench_import.hpp"
 #include "bench_cluster.hpp"
 #include "bench_coordination.hpp"
 #include "bench_ops.hpp"
@@ -268,6 +269,8 @@ int run_cli(int argc, char** argv) {
   locks_cmd->add_option("--token-file", locks_token_file, "File holding the cluster token");
   cli::bench_cache_options cache_bench;
   auto* cache_bench_cmd = cache_bench.add_to(*bench_cmd);
+  cli::bench_import_options import_bench;
+  auto* import_bench_cmd = import_bench.add_to(*bench_cmd);
 
   // ember lock | queue | topic | kv
   cli::coordination_commands coordination(app);
@@ -326,6 +329,7 @@ int run_cli(int argc, char** argv) {
     return cli::run_bench_locks(locks);
   }
   if (*cache_bench_cmd) return cli::run_bench_cache(cache_bench);
+  if (*import_bench_cmd) return cli::run_bench_import(import_bench);
   if (*sched_cmd) {
     if (!sched_token_file.empty())
       sched.token = parse_value(sources, sched_token_opt,
