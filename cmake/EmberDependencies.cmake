@@ -39,6 +39,15 @@ message(STATUS "ember: Thrust headers in ${EMBER_CCCL_INCLUDE_DIR}")
 # UCX carries every message and block between processes.
 ember_require(ucx libucx-dev CONFIG)
 
+# cpp-httplib serves the scheduler's and workers' /metrics and the dashboard. Debian ships only a
+# pkg-config file (no CMake package); its cflags carry the SSL/zlib/brotli defines the compiled
+# library was built with, which change its classes' layout, so they must come along.
+ember_require(PkgConfig pkg-config)
+pkg_check_modules(EMBER_HTTPLIB QUIET IMPORTED_TARGET cpp-httplib)
+if(NOT EMBER_HTTPLIB_FOUND)
+  message(FATAL_ERROR "ember needs cpp-httplib: apt-get install -y libcpp-httplib-dev (or run scripts/setup)")
+endif()
+
 # NCCL (GPU collectives) comes with the CUDA toolkit; the CUDA build always links it.
 if(EMBER_WITH_CUDA)
   find_library(EMBER_NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} /usr/local/cuda/lib64)

@@ -11,6 +11,7 @@
 #include <ember/config.hpp>
 #include <ember/host/error.hpp>
 #include <ember/host/log.hpp>
+#include <ember/transport/address.hpp>
 
 #include "bench_cache.hpp"
 #include "bench_import.hpp"
@@ -26,6 +27,17 @@
 #include "status_command.hpp"
 
 namespace {
+
+// Checks a --metrics-listen value: HOST:PORT or `off`.
+std::string metrics_address_problem(const std::string& value) {
+  if (value == "off") return {};
+  try {
+    (void)ember::transport::parse_host_port(value);
+    return {};
+  } catch (const std::exception& e) {
+    return std::string(e.what()) + " (give HOST:PORT, or off)";
+  }
+}
 
 // Where an option of `ember scheduler` or `ember worker` got its value: the command line, or its
 // EMBER_* variable (CLI11 reads the variable only when the flag is absent, so the flag wins). A
@@ -123,8 +135,9 @@ int run_cli(int argc, char** argv) {
   run_cmd->add_option("--input-dataset", run.input_dataset,
                       "enrich: read events from dataset ROOT/NAME and items from ROOT/NAME-items "
                       "(generated and committed first when neither exists)");
-  run_cmd->add_option("--write-compression", run.write_compression,
-                      "enrich: the written dataset's files, none or zstd")
+  run_cmd
+      ->add_option("--write-compression", run.write_compression,
+                   "enrich: the written dataset's files, none or zstd")
       ->capture_default_str();
   run.cluster.add_to(*run_cmd);
 
@@ -160,6 +173,15 @@ int run_cli(int argc, char** argv) {
                             ->add_option("--dead-worker-retention-ms", retention_ms,
                                          "How long `ember status` still lists a dead worker")
                             ->envname("EMBER_DEAD_WORKER_RETENTION_MS");
+  std::string sched_metrics = "127.0.0.1:9464";
+  auto* sched_metrics_opt =
+      sched_cmd
+          ->add_option("--metrics-listen", sched_metrics,
+                       "HOST:PORT of /metrics and the dashboard (default 127.0.0.1:9464, or "
+                       "another free port when that one is taken; off: none; beyond loopback "
+                       "they need the cluster token)")
+          ->check(metrics_address_problem)
+          ->envname("EMBER_METRICS_LISTEN");
 
   // ember worker
   worker_service_options worker;
@@ -210,6 +232,13 @@ int run_cli(int argc, char** argv) {
           ->add_option("--reconnect-timeout-ms", reconnect_ms,
                        "How long to wait for a restarted scheduler (0: exit at once)")
           ->envname("EMBER_RECONNECT_TIMEOUT_MS");
+  std::string worker_metrics = "off";
+  worker_cmd
+      ->add_option("--metrics-listen", worker_metrics,
+                   "HOST:PORT of this worker's /metrics (port 0: any free port; default off; "
+                   "beyond loopback it needs the cluster token)")
+      ->check(metrics_address_problem)
+      ->envname("EMBER_WORKER_METRICS_LISTEN");
   worker_cmd
       ->add_flag("--shared-memory", worker.shared_memory,
                  "Let UCX use shared memory to processes on this host")
@@ -339,6 +368,11 @@ int run_cli(int argc, char** argv) {
     sched.heartbeat_interval = std::chrono::milliseconds(heartbeat_ms);
     EMBER_EXPECTS(retention_ms >= 0, invalid_input, sources.name(*retention_opt) + ": negative");
     sched.dead_worker_retention = std::chrono::milliseconds(retention_ms);
+    sched.metrics_listen = sched_metrics == "off" ? "" : sched_metrics;
+    // The default address gives way when taken (two schedulers on one host both start); an
+    // address the user chose must be free.
+    sched.metrics_port_fallback =
+        sched_metrics_opt->count() == 0 && !sources.from_environment(*sched_metrics_opt);
     return cli::run_scheduler_command(sched);
   }
   if (*worker_cmd) {
@@ -354,6 +388,7 @@ int run_cli(int argc, char** argv) {
                                  [&] { return cli::read_token_file(worker_token_file); });
     EMBER_EXPECTS(reconnect_ms >= 0, invalid_input, sources.name(*reconnect_opt) + ": negative");
     worker.reconnect_timeout = std::chrono::milliseconds(reconnect_ms);
+    worker.metrics_listen = worker_metrics == "off" ? "" : worker_metrics;
     return cli::run_worker_command(worker);
   }
   if (*status_cmd) return cli::run_status_command(status_cluster, status_json);

@@ -1,6 +1,7 @@
 #include "service_commands.hpp"
 
 #include <csignal>
+#include <optional>
 #include <iostream>
 #include <stop_token>
 #include <thread>
@@ -41,6 +42,8 @@ int run_scheduler_command(const scheduler_service_options& options) {
   scheduler_service service(options);
   // Scripts wait for this line (and tests read the port from it).
   if (auto recovery = service.recovery(); !recovery.empty()) std::cout << recovery << "\n";
+  if (auto metrics = service.metrics_url(); !metrics.empty())
+    std::cout << "ember scheduler metrics on " << metrics << "\n";
   std::cout << "ember scheduler listening on " << service.address() << std::endl;
   service.run(stop_requests().get_token());
   logger().info("scheduler stopping");
@@ -48,9 +51,18 @@ int run_scheduler_command(const scheduler_service_options& options) {
   return 0;
 }
 
-int run_worker_command(const worker_service_options& options) {
+int run_worker_command(worker_service_options options) {
   auto watcher = watch_signals();
-  worker_service service(options);
+  options.stop = stop_requests().get_token();
+  std::optional<worker_service> started;
+  try {
+    started.emplace(options);
+  } catch (const cancelled&) {
+    return 0;  // SIGTERM while waiting for the scheduler
+  }
+  auto& service = *started;
+  if (auto metrics = service.metrics_url(); !metrics.empty())
+    std::cout << "ember worker metrics on " << metrics << "\n";
   std::cout << "ember " << service.description() << std::endl;
   bool requested = service.run(stop_requests().get_token());
   service.stop();

@@ -11,6 +11,6 @@ namespace ember::cli {
 /// Serves until SIGINT/SIGTERM. Returns the exit code.
 int run_scheduler_command(const scheduler_service_options& options);
 /// Serves until SIGINT/SIGTERM (exit 0) or until the scheduler is lost (exit 3).
-int run_worker_command(const worker_service_options& options);
+int run_worker_command(worker_service_options options);
 
 }  // namespace ember::cli

@@ -9,6 +9,7 @@
 #include <ember/host/json_text.hpp>
 #include <ember/host/log.hpp>
 #include <ember/scheduler/coordination_client.hpp>
+#include <ember/scheduler/http_endpoint.hpp>
 #include <ember/scheduler/placement.hpp>
 #include <ember/scheduler/plan_codec.hpp>
 #include <ember/scheduler/residency_catalog.hpp>
@@ -23,6 +24,7 @@
 #include <thread>
 #include <variant>
 
+#include "detail/cluster_snapshot.hpp"
 #include "detail/coordination_service.hpp"
 #include "detail/host_tables.hpp"
 #include "detail/protocol.hpp"
@@ -132,7 +134,20 @@ struct job_rec {
   int retried = 0;
   bool ended = false;  // answered (or abandoned); erased at the end of the loop's pass
   clock_type::time_point last_progress{};
+  std::string client_address;          // for the dashboard
+  std::int64_t submitted_unix_ms = 0;  // for the dashboard
 };
+
+// How often the event loop publishes a snapshot for the metrics endpoint (also at once when a job
+// ends or a worker joins or dies).
+constexpr auto snapshot_interval = std::chrono::milliseconds(200);
+
+// A connection that ended without an error: the peer said goodbye, or this side closed it (after
+// counting why: a dead worker, a malformed message).
+bool graceful(const std::string& reason) {
+  return reason.find("said goodbye") != std::string::npos ||
+         reason.find("closed by ") != std::string::npos;
+}
 
 }  // namespace
 
@@ -166,6 +181,20 @@ struct scheduler_service::impl final : transport::node_handler {
   std::mutex coordination_mutex;  // guards coordination
   std::unique_ptr<detail::coordination_service> coordination;
 
+  // For the metrics endpoint (event-loop thread only, but `snapshot`): counters that `ember
+  // status` does not carry, the jobs that ended last, and when the snapshot was taken.
+  std::int64_t failed_jobs = 0;
+  std::int64_t shuffle_bytes = 0;
+  std::int64_t transport_errors = 0;
+  std::deque<job_snapshot> recent_jobs;  // newest first
+  clock_type::time_point last_snapshot{};
+  bool snapshot_due = false;
+  // The HTTP threads' only view of the loop's state: replaced whole, never changed.
+  std::mutex snapshot_mutex;  // guards snapshot
+  std::shared_ptr<const cluster_snapshot> snapshot;
+  // Last: its threads use the members above, so it stops (and is destroyed) first.
+  std::unique_ptr<http_endpoint> metrics;
+
   explicit impl(const scheduler_service_options& o) : options(o) {
     auto where = transport::parse_host_port(o.listen);
     host = where.host;
@@ -187,6 +216,7 @@ struct scheduler_service::impl final : transport::node_handler {
     no.shared_memory = o.shared_memory;
     net = std::make_unique<transport::node>(no, *this);
     bound_port = net->listen(where.host, where.port);
+    if (!o.metrics_listen.empty()) start_metrics();
     write_state_file();
     loop = std::thread([this] { run_loop(); });
     logger().info("scheduler listening on {}:{} ({})", host, bound_port, net->describe());
@@ -218,13 +248,15 @@ struct scheduler_service::impl final : transport::node_handler {
     auto tmp = options.data_dir / "scheduler.json.tmp";
     {
       std::ofstream out(tmp);
-      out << "{\"address\": \"" << host << ":" << bound_port << "\", \"pid\": " << ::getpid()
-          << "}\n";
+      out << "{\"address\": \"" << host << ":" << bound_port << "\", \"pid\": " << ::getpid();
+      if (metrics) out << ", \"metrics\": \"" << metrics->url() << "\"";
+      out << "}\n";
     }
     std::filesystem::rename(tmp, path);
   }
 
   void stop() noexcept {
+    if (metrics) metrics->stop();
     {
       std::lock_guard lock(mutex);
       if (stopping && !loop.joinable()) return;
@@ -291,6 +323,7 @@ struct scheduler_service::impl final : transport::node_handler {
           // A malformed message: drop the peer that sent it, keep serving the others.
           auto from = std::visit([](auto& y) { return connection_of(y); }, e);
           logger().warn("scheduler: dropping peer {}: {}", net->peer_address(from), x.what());
+          ++transport_errors;
           net->close(from);
         } catch (const std::exception& x) {
           logger().error("scheduler: {}", x.what());
@@ -301,8 +334,11 @@ struct scheduler_service::impl final : transport::node_handler {
         check_jobs();
         expire_forwarded();
         schedule();
-        std::lock_guard lock(coordination_mutex);
-        coordination->tick(clock_type::now());
+        {
+          std::lock_guard lock(coordination_mutex);
+          coordination->tick(clock_type::now());
+        }
+        if (metrics) publish_snapshot_when_due();
       } catch (const std::exception& x) {
         logger().error("scheduler: {}", x.what());
       }
@@ -320,6 +356,7 @@ struct scheduler_service::impl final : transport::node_handler {
   void handle(connected_event&) {}
 
   void handle(disconnected_event& e) {
+    if (!graceful(e.reason)) ++transport_errors;
     auto it = worker_of.find(e.id);
     if (it != worker_of.end()) {
       worker_died(it->second, e.reason);
@@ -430,6 +467,7 @@ struct scheduler_service::impl final : transport::node_handler {
                                ", \"name\": " + json_quote(w.info.name) +
                                ", \"description\": " + json_quote(w.info.description) + "}");
     workers[w.id] = std::move(w);
+    snapshot_due = true;
     broadcast_peers();
   }
 
@@ -458,6 +496,7 @@ struct scheduler_service::impl final : transport::node_handler {
       auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
           now - workers.at(id).last_heartbeat);
       net->close(workers.at(id).conn);
+      ++transport_errors;
       worker_died(id, "no heartbeat for " + std::to_string(ms.count()) + " ms");
     }
     // Dead workers stay in `ember status` for a while, then go: workers that rejoin come back
@@ -473,6 +512,7 @@ struct scheduler_service::impl final : transport::node_handler {
     w.alive = false;
     w.assigned = 0;
     w.died = clock_type::now();
+    snapshot_due = true;
     worker_of.erase(w.conn);
     logger().warn("scheduler: worker {} ({}) is dead: {}", id, w.info.name, reason);
     catalog.worker_lost(id, w.info.name, reason);
@@ -580,6 +620,10 @@ struct scheduler_service::impl final : transport::node_handler {
     job.request = m.request;
     job.started = clock_type::now();
     job.path = m.exchange;
+    job.client_address = net->peer_address(client);
+    job.submitted_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count();
     if (m.timeout_ms > 0) job.deadline = job.started + std::chrono::milliseconds(m.timeout_ms);
     try {
       auto logical = decode_plan(m.plan);
@@ -633,6 +677,7 @@ struct scheduler_service::impl final : transport::node_handler {
     logger().info("scheduler: job {} ({} stages) from {}", job.id, job.plan.stages.size(),
                   net->peer_address(client));
     jobs.emplace(job.id, std::move(job));
+    snapshot_due = true;
   }
 
   int alive_workers() const {
@@ -787,6 +832,7 @@ struct scheduler_service::impl final : transport::node_handler {
       job->results[static_cast<std::size_t>(d.partition)] = std::move(rows);
     }
     t->st = task_state::done;
+    shuffle_bytes += d.fetched_bytes;
     t->done = std::move(d);
     ++tasks_done;
     auto& st = job->stages[s];
@@ -877,6 +923,8 @@ struct scheduler_service::impl final : transport::node_handler {
     if (!st.exchange_pending.empty()) return;
     st.exchange = exchange_state::done;
     st.exchange_end = clock_type::now();
+    // The all-to-all moved every block of the stage.
+    for (const auto& t : st.tasks) shuffle_bytes += t.done.bytes;
     stage_complete(job, s);
   }
 
@@ -1003,6 +1051,7 @@ struct scheduler_service::impl final : transport::node_handler {
                             ", \"seconds\": " + std::to_string(metrics.seconds) +
                             ", \"rows\": " + std::to_string(owner->num_rows()) +
                             ", \"retried_tasks\": " + std::to_string(job.retried) + "}");
+    remember(job, "done", "");
     end_job(job, false);
   }
 
@@ -1019,11 +1068,15 @@ struct scheduler_service::impl final : transport::node_handler {
   void fail(job_rec& job, error_kind kind, const std::string& message) {
     logger().warn("scheduler: job {} failed: {}", job.id, message);
     send_failure(job, kind, message);
+    remember(job, "failed", message);
     end_job(job, true);
   }
 
   // The client is gone: no answer, just clean up.
-  void abandon(job_rec& job) { end_job(job, true); }
+  void abandon(job_rec& job) {
+    remember(job, "cancelled", "its client disconnected");
+    end_job(job, true);
+  }
 
   void end_job(job_rec& job, bool cancel) {
     release_msg r;
@@ -1036,6 +1089,7 @@ struct scheduler_service::impl final : transport::node_handler {
     // Tasks of the job still running keep their workers' slots until they report.
     ++finished_jobs;
     job.ended = true;
+    snapshot_due = true;
   }
 
   void check_jobs() {
@@ -1281,6 +1335,159 @@ struct scheduler_service::impl final : transport::node_handler {
     }
   }
 
+  // ---- the metrics endpoint --------------------------------------------------------------------
+
+  void start_metrics() {
+    publish_snapshot(clock_type::now());  // there is always one to read
+    http_endpoint_options ho;
+    ho.listen = options.metrics_listen;
+    ho.token = options.token;
+    ho.name = "the scheduler's metrics endpoint";
+    std::vector<http_route> routes;
+    routes.push_back({"/metrics", [this] {
+                        auto now = clock_type::now();
+                        return http_response{
+                            200, prometheus_content_type,
+                            render_scheduler_metrics(*current_snapshot(), coordination_now(), now)};
+                      }});
+    routes.push_back({"/api/cluster", [this] {
+                        auto now = clock_type::now();
+                        return http_response{
+                            200, "application/json",
+                            render_cluster_json(*current_snapshot(), coordination_now(), now)};
+                      }});
+    routes.push_back(
+        {"/", [] {
+           return http_response{200, "text/html; charset=utf-8", std::string(dashboard_page())};
+         }});
+    routes.push_back({"/healthz",
+                      [] {
+                        return http_response{200, "text/plain; charset=utf-8", "ok\n"};
+                      },
+                      true});
+    try {
+      metrics = std::make_unique<http_endpoint>(ho, routes);
+    } catch (const transport_error& e) {
+      if (!options.metrics_port_fallback) throw;
+      // A default address: another port, else no endpoint (a host whose loopback is down, say)
+      // rather than no scheduler.
+      auto where = transport::parse_host_port(options.metrics_listen);
+      auto h = where.host.find(':') != std::string::npos ? "[" + where.host + "]" : where.host;
+      ho.listen = h + ":0";
+      try {
+        metrics = std::make_unique<http_endpoint>(ho, routes);
+      } catch (const transport_error& again) {
+        logger().warn("scheduler: no metrics endpoint: {}", again.what());
+        return;
+      }
+      logger().warn("scheduler: {} is taken, the metrics endpoint is on {} instead",
+                    options.metrics_listen, metrics->url());
+    }
+    logger().info("scheduler: metrics and dashboard on {}{}", metrics->url(),
+                  metrics->token_required() ? " (cluster token required)" : "");
+  }
+
+  std::shared_ptr<const cluster_snapshot> current_snapshot() {
+    std::lock_guard lock(snapshot_mutex);
+    return snapshot;
+  }
+
+  coordination_snapshot coordination_now() {
+    std::lock_guard lock(coordination_mutex);
+    return {coordination->locks(), coordination->queues()};
+  }
+
+  void publish_snapshot_when_due() {
+    auto now = clock_type::now();
+    if (!snapshot_due && now - last_snapshot < snapshot_interval) return;
+    publish_snapshot(now);
+  }
+
+  void publish_snapshot(clock_type::time_point now) {
+    auto s = std::make_shared<cluster_snapshot>();
+    s->scheduler = host + ":" + std::to_string(bound_port);
+    s->taken = now;
+    for (const auto& [id, w] : workers) {
+      worker_snapshot ws;
+      ws.id = id;
+      ws.name = w.info.name;
+      ws.address = w.info.data_host + ":" + std::to_string(w.info.data_port);
+      ws.backend = w.info.backend == static_cast<std::uint8_t>(backend_kind::cuda) ? "cuda" : "cpu";
+      ws.device = w.info.device;
+      ws.description = w.info.description;
+      ws.alive = w.alive;
+      ws.last_heartbeat = w.last_heartbeat;
+      ws.slots = w.info.slots;
+      ws.assigned = w.assigned;
+      ws.running = w.last.running;
+      ws.queued = w.last.queued;
+      ws.held_back = w.last.held_back;
+      ws.store = w.last.store;
+      s->workers.push_back(std::move(ws));
+    }
+    for (const auto& [id, job] : jobs) {
+      if (job.ended) continue;
+      s->running_jobs.push_back(describe(job, "running", "", now));
+      for (const auto& st : job.stages) {
+        for (const auto& t : st.tasks) {
+          s->tasks_running += t.st == task_state::running ? 1 : 0;
+          s->tasks_queued += t.st == task_state::pending ? 1 : 0;
+        }
+      }
+    }
+    s->recent_jobs.assign(recent_jobs.begin(), recent_jobs.end());
+    s->jobs_finished = finished_jobs;
+    s->jobs_failed = failed_jobs;
+    s->tasks_done = tasks_done;
+    s->shuffle_bytes = shuffle_bytes;
+    s->transport_errors = transport_errors;
+    s->catalog_partitions = static_cast<std::int64_t>(catalog.size());
+    auto cached = catalog.with_prefix(residency_catalog::cache_prefix);
+    s->cache_entries_total = static_cast<std::int64_t>(cached.size());
+    for (const auto& r : cached) {
+      if (s->cache_entries.size() == max_cache_entries) break;
+      s->cache_entries.push_back({r.key.substr(residency_catalog::cache_prefix.size()), r.worker,
+                                  std::string(to_string(r.tier)), r.bytes, r.rows, r.pins});
+    }
+    {
+      std::lock_guard lock(snapshot_mutex);
+      snapshot = std::move(s);
+    }
+    last_snapshot = now;
+    snapshot_due = false;
+  }
+
+  job_snapshot describe(const job_rec& job, std::string state, std::string message,
+                        clock_type::time_point now) const {
+    job_snapshot j;
+    j.id = job.id;
+    j.state = std::move(state);
+    j.message = std::move(message);
+    j.client = job.client_address;
+    j.seconds = seconds_between(job.started, now);
+    j.started_unix_ms = job.submitted_unix_ms;
+    for (std::size_t s = 0; s < job.stages.size(); ++s) {
+      const auto& st = job.stages[s];
+      stage_snapshot ss;
+      ss.name = s < job.plan.stages.size() ? job.plan.stages[s].name : "stage " + std::to_string(s);
+      ss.done = st.done;
+      ss.total = static_cast<std::int64_t>(st.tasks.size());
+      ss.running = std::count_if(st.tasks.begin(), st.tasks.end(),
+                                 [](const task_rec& t) { return t.st == task_state::running; });
+      ss.state = st.finished ? "done" : st.started ? "running" : "waiting";
+      j.stages.push_back(std::move(ss));
+    }
+    return j;
+  }
+
+  // A job that ended, for the dashboard's list of recent jobs.
+  void remember(const job_rec& job, std::string state, std::string message) {
+    if (state != "done") ++failed_jobs;
+    if (!metrics) return;
+    recent_jobs.push_front(describe(job, std::move(state), std::move(message), clock_type::now()));
+    if (recent_jobs.size() > max_recent_jobs) recent_jobs.pop_back();
+  }
+
   void send_status(connection_id to, std::uint64_t request) {
     status_reply_msg s;
     s.request = request;
@@ -1320,6 +1527,10 @@ void scheduler_service::stop() noexcept {
 }
 
 int scheduler_service::port() const noexcept { return _impl->bound_port; }
+
+std::string scheduler_service::metrics_url() const {
+  return _impl->metrics ? _impl->metrics->url() : std::string();
+}
 
 std::string scheduler_service::recovery() const { return _impl->coordination->recovery(); }
 

@@ -1,5 +1,6 @@
 #include <unistd.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdlib>
 #include <deque>
@@ -10,6 +11,7 @@
 #include <ember/host/log.hpp>
 #include <ember/host/partition_store.hpp>
 #include <ember/scheduler/block_store.hpp>
+#include <ember/scheduler/http_endpoint.hpp>
 #include <ember/scheduler/table_bytes.hpp>
 #include <ember/scheduler/worker_service.hpp>
 #include <ember/transport/node.hpp>
@@ -19,6 +21,7 @@
 #include <thread>
 
 #include "detail/block_fetcher.hpp"
+#include "detail/cluster_snapshot.hpp"
 #include "detail/nccl_exchange.hpp"
 #include "detail/protocol.hpp"
 #include "detail/task_runner.hpp"
@@ -248,12 +251,18 @@ struct worker_service::impl final : transport::node_handler {
   int held_back = 0;                   // tasks admission control keeps waiting for device memory
   std::int64_t results_in_flight = 0;  // device-tier bytes of results still being sent
   bool residency_sent = false;         // the catalog has this worker's full residency
+  std::int64_t tasks_run = 0;          // tasks that ran to their end, successfully or not
 
   const clock_type::time_point started_at = clock_type::now();
   std::unique_ptr<context> nccl_context;  // the NCCL thread's; freed in stop() after the blocks
   std::thread housekeeper;
   std::thread nccl_thread;
   std::thread prefetcher;
+  // /metrics; its threads read the store and the counters above (under `mutex`), so stop()
+  // stops it before anything they read goes away. It starts first in the constructor and
+  // answers 503 until everything it reads exists (serving_metrics).
+  std::unique_ptr<http_endpoint> metrics;
+  std::atomic<bool> serving_metrics{false};
 
   explicit impl(const worker_service_options& o) : options(o) {
     EMBER_EXPECTS(o.task_slots >= 0, invalid_input, "negative task slot count");
@@ -266,6 +275,9 @@ struct worker_service::impl final : transport::node_handler {
                           cuda_unavailable_reason());
     }
     backend = use_cuda ? backend_kind::cuda : backend_kind::cpu;
+    // First, before any thread starts: a bad address or a port in use fails the constructor
+    // while it can still unwind.
+    if (!o.metrics_listen.empty()) start_metrics();
     create_tiers(o);
     int count = o.task_slots > 0 ? o.task_slots : 2;
     int hardware = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -281,44 +293,50 @@ struct worker_service::impl final : transport::node_handler {
     }
     // Contexts are created on their own threads (a CUDA context binds its device to the thread).
     start_slots();
-
-    transport::node_options no;
-    // Fetched blocks land in warm pooled host memory (fresh pages would cost a fault each);
-    // pinned on CUDA workers, so the upload to the device runs at full speed.
-    // Accounted: the pinned tier on CUDA workers, the host tier on CPU workers.
-    no.receive_resource = backend == backend_kind::cuda
-                              ? pinned_tier.get()
-                              : static_cast<memory_resource*>(host_tier.get());
-    no.token = o.token;
-    no.shared_memory = o.shared_memory;
-    no.connect_timeout =
-        std::min<std::chrono::milliseconds>(o.connect_timeout, std::chrono::milliseconds(10'000));
-    if (!o.listen.empty()) {
-      auto colon = o.listen.rfind(':');
-      if (colon == std::string::npos) {
-        data_host = o.listen;
+    try {
+      transport::node_options no;
+      // Fetched blocks land in warm pooled host memory (fresh pages would cost a fault each);
+      // pinned on CUDA workers, so the upload to the device runs at full speed.
+      // Accounted: the pinned tier on CUDA workers, the host tier on CPU workers.
+      no.receive_resource = backend == backend_kind::cuda
+                                ? pinned_tier.get()
+                                : static_cast<memory_resource*>(host_tier.get());
+      no.token = o.token;
+      no.shared_memory = o.shared_memory;
+      no.connect_timeout =
+          std::min<std::chrono::milliseconds>(o.connect_timeout, std::chrono::milliseconds(10'000));
+      if (!o.listen.empty()) {
+        auto colon = o.listen.rfind(':');
+        if (colon == std::string::npos) {
+          data_host = o.listen;
+        } else {
+          auto hp = transport::parse_host_port(o.listen);
+          data_host = hp.host;
+          data_port = hp.port;
+        }
       } else {
-        auto hp = transport::parse_host_port(o.listen);
-        data_host = hp.host;
-        data_port = hp.port;
+        data_host = transport::local_address_towards(sched.host, sched.port);
       }
-    } else {
-      data_host = transport::local_address_towards(sched.host, sched.port);
-    }
-    // Log lines name the process until the port is known (then `ember status` names it).
-    no.name = o.name.empty() ? "worker pid " + std::to_string(::getpid()) : o.name;
-    net = std::make_unique<transport::node>(no, *this);
-    direct_device = backend == backend_kind::cuda && net->cuda_aware();
-    data_port = net->listen(data_host, data_port);
-    if (o.name.empty()) options.name = "worker@" + data_host + ":" + std::to_string(data_port);
+      // Log lines name the process until the port is known (then `ember status` names it).
+      no.name = o.name.empty() ? "worker pid " + std::to_string(::getpid()) : o.name;
+      net = std::make_unique<transport::node>(no, *this);
+      direct_device = backend == backend_kind::cuda && net->cuda_aware();
+      data_port = net->listen(data_host, data_port);
+      if (o.name.empty()) options.name = "worker@" + data_host + ":" + std::to_string(data_port);
 
-    fetcher = std::make_unique<block_fetcher>(
-        *net, o.fetch_timeout,
-        [this](std::uint64_t ticket, std::optional<table> rows, const std::string& why, bool gone) {
-          input_arrived(ticket, std::move(rows), why, gone);
-        },
-        options.name);
-    connect_to_scheduler(sched, o.connect_timeout);
+      fetcher = std::make_unique<block_fetcher>(
+          *net, o.fetch_timeout,
+          [this](std::uint64_t ticket, std::optional<table> rows, const std::string& why,
+                 bool gone) { input_arrived(ticket, std::move(rows), why, gone); },
+          options.name);
+      serving_metrics = true;
+      connect_to_scheduler(sched, o.connect_timeout);
+    } catch (...) {
+      // The task threads and the transport run already: stop them before the exception
+      // leaves (a joinable thread destroyed unjoined would end the process).
+      stop();
+      throw;
+    }
     housekeeper = std::thread([this] { housekeeping(); });
     nccl_thread = std::thread([this] { run_nccl_exchanges(); });
     prefetcher = std::thread([this] { prefetch_inputs(); });
@@ -402,6 +420,9 @@ struct worker_service::impl final : transport::node_handler {
         std::string what = e.what();
         // A refusal (wrong token, other version) will not change by retrying.
         if (what.find("refused") != std::string::npos || clock_type::now() > deadline) throw;
+        if (options.stop.stop_requested())
+          throw cancelled(options.name + ": stopped while waiting for the scheduler at " +
+                          sched.to_string());
         if (attempt == 0)
           logger().info("{}: waiting for the scheduler at {}: {}", options.name, sched.to_string(),
                         what);
@@ -432,6 +453,7 @@ struct worker_service::impl final : transport::node_handler {
   }
 
   void stop() noexcept {
+    if (metrics) metrics->stop();
     {
       std::lock_guard lock(mutex);
       if (stopping && !housekeeper.joinable() && slots.empty()) return;
@@ -485,6 +507,7 @@ struct worker_service::impl final : transport::node_handler {
       {
         std::lock_guard lock(mutex);
         --running;
+        ++tasks_run;
       }
       cv.notify_all();  // a held-back task may fit now
     }
@@ -1206,9 +1229,15 @@ struct worker_service::impl final : transport::node_handler {
   // The store's tiers and counters, and the residency catalog's batch: every partition after a
   // (re)registration, else what changed since the last heartbeat.
   void describe_store(heartbeat_msg& beat, bool full) {
-    auto st = store->stats();
     beat.memory_used = device_tier->used();
     beat.memory_peak = device_tier->peak();
+    beat.store = store_counters();
+    describe_residency(beat, full);
+  }
+
+  // The store's tiers and counters (thread-safe: the heartbeat and the metrics endpoint).
+  store_report store_counters() const {
+    auto st = store->stats();
     auto limit_of = [](std::size_t l) {
       return l == tracking_resource::unlimited ? std::uint64_t{0} : std::uint64_t{l};
     };
@@ -1226,7 +1255,7 @@ struct worker_service::impl final : transport::node_handler {
                        0,
                        0,
                        0};
-    auto& r = beat.store;
+    store_report r;
     r.tiers = {report(st.device), pinned, report(st.host), report(st.disk)};
     r.spilled_to_host_bytes = st.spilled_to_host_bytes;
     r.spilled_to_disk_bytes = st.spilled_to_disk_bytes;
@@ -1240,6 +1269,12 @@ struct worker_service::impl final : transport::node_handler {
     r.tier_hits = st.tier_hits;
     r.misses = st.misses;
     r.corrupt_spills = st.corrupt_spills;
+    return r;
+  }
+
+  // The residency catalog's batch: every partition after a (re)registration, else what changed
+  // since the last heartbeat.
+  void describe_residency(heartbeat_msg& beat, bool full) {
     auto entry_of = [](const partition_info& p) {
       return residency_entry{
           p.key,
@@ -1263,6 +1298,78 @@ struct worker_service::impl final : transport::node_handler {
     for (const auto& p : all)
       if (p.key.starts_with("block/")) blocks += p.bytes;
     beat.block_bytes = static_cast<std::uint64_t>(blocks);
+  }
+
+  // ---- the metrics endpoint --------------------------------------------------------------------
+
+  void start_metrics() {
+    http_endpoint_options ho;
+    ho.listen = options.metrics_listen;
+    ho.token = options.token;
+    ho.name = "the worker's metrics endpoint";
+    std::vector<http_route> routes;
+    routes.push_back({"/metrics", [this] {
+                        if (!serving_metrics)
+                          return http_response{503, "text/plain; charset=utf-8", "starting\n"};
+                        return http_response{200, prometheus_content_type, render_metrics()};
+                      }});
+    // Ready while registered: a worker waiting for its scheduler takes no tasks.
+    routes.push_back({"/healthz",
+                      [this] {
+                        std::lock_guard lock(mutex);
+                        bool registered = serving_metrics && !scheduler_lost && worker_id >= 0;
+                        return registered ? http_response{200, "text/plain; charset=utf-8", "ok\n"}
+                                          : http_response{503, "text/plain; charset=utf-8",
+                                                          "waiting for the scheduler\n"};
+                      },
+                      true});
+    metrics = std::make_unique<http_endpoint>(ho, std::move(routes));
+    logger().info("worker pid {}: metrics on {}{}", ::getpid(), metrics->url(),
+                  metrics->token_required() ? " (cluster token required)" : "");
+  }
+
+  std::string render_metrics() {
+    std::int64_t run = 0, queued = 0, back = 0, in_flight = 0, fetching = 0, done = 0;
+    int id = -1;
+    bool connected = false;
+    {
+      std::lock_guard lock(mutex);
+      run = running;
+      queued = static_cast<std::int64_t>(ready.size()) + waiting;
+      back = held_back;
+      in_flight = results_in_flight;
+      fetching = static_cast<std::int64_t>(fetches.size());
+      done = tasks_run;
+      id = worker_id;
+      connected = !scheduler_lost && worker_id >= 0;
+    }
+    prometheus_text out;
+    out.family("ember_worker_info", "gauge", "This worker: its name, backend and device (value 1)");
+    out.sample("ember_worker_info",
+               {{"worker", options.name},
+                {"worker_id", std::to_string(id)},
+                {"backend", backend == backend_kind::cuda ? "cuda" : "cpu"},
+                {"device", std::to_string(backend == backend_kind::cuda ? options.gpu : -1)}},
+               std::int64_t{1});
+    out.single("ember_worker_scheduler_connected", "gauge",
+               "1 while the worker is registered with a scheduler", connected ? 1 : 0);
+    out.single("ember_worker_task_slots", "gauge", "Tasks this worker runs at once",
+               static_cast<std::int64_t>(slots.size()));
+    out.family("ember_worker_tasks", "gauge",
+               "Tasks by state (running; queued: waiting for a slot or their inputs; held back by "
+               "admission control until device memory frees up)");
+    out.sample("ember_worker_tasks", {{"state", "running"}}, run);
+    out.sample("ember_worker_tasks", {{"state", "queued"}}, queued);
+    out.sample("ember_worker_tasks", {{"state", "held_back"}}, back);
+    out.single("ember_worker_tasks_run_total", "counter",
+               "Tasks that ran to their end on this worker (successfully or not)", done);
+    out.single("ember_worker_results_in_flight_bytes", "gauge",
+               "Device-tier bytes of task results still on their way to the scheduler", in_flight);
+    out.single("ember_worker_fetches_in_flight", "gauge", "Shuffle blocks being fetched from peers",
+               fetching);
+    auto report = store_counters();
+    write_store_metrics(out, {{metric_labels{}, &report}});
+    return out.take();
   }
 
   // After the scheduler went away: everything it had handed out is void (a new scheduler knows
@@ -1361,6 +1468,7 @@ bool worker_service::run(std::stop_token stop) {
     try {
       s.connect_to_scheduler(where, s.options.reconnect_timeout);
     } catch (const std::exception& e) {
+      if (stop.stop_requested() || s.options.stop.stop_requested()) return true;
       logger().error("{}: gave up on the scheduler: {}", s.options.name, e.what());
       return false;
     }
@@ -1378,6 +1486,10 @@ int worker_service::id() const noexcept {
 
 std::string worker_service::data_address() const {
   return _impl->data_host + ":" + std::to_string(_impl->data_port);
+}
+
+std::string worker_service::metrics_url() const {
+  return _impl->metrics ? _impl->metrics->url() : std::string();
 }
 
 std::string worker_service::description() const {

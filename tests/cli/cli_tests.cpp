@@ -2,16 +2,19 @@
 #include <sys/wait.h>
 
 #include <cctype>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
 #include "common/paths.hpp"
+#include "common/processes.hpp"
 #include "common/run_ember.hpp"
 #include <nlohmann/json.hpp>
 
@@ -201,6 +204,18 @@ TEST_F(cli, an_unreachable_scheduler_is_named_and_fails_quickly) {
   EXPECT_EQ(r.status, 1) << r.output;
   EXPECT_NE(r.output.find("cannot reach the scheduler at 127.0.0.1:1"), std::string::npos)
       << r.output;
+}
+
+TEST_F(cli, a_worker_waiting_for_its_scheduler_stops_promptly_on_sigterm) {
+  // Nothing listens on port 1: the worker keeps trying (for 30 s) until SIGTERM.
+  ember::child_process worker({ember::test::ember_executable().string(), "worker", "--scheduler",
+                               "127.0.0.1:1", "--backend", "cpu"},
+                              std::filesystem::temp_directory_path() / "ember-sigterm-worker");
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  worker.signal(SIGTERM);
+  auto code = worker.wait_exit(std::chrono::seconds(5));
+  ASSERT_TRUE(code.has_value()) << "the worker ignored SIGTERM: " << worker.err();
+  EXPECT_EQ(*code, 0) << worker.err();
 }
 
 TEST_F(cli, status_of_the_embedded_cluster_as_text_and_json) {

@@ -200,7 +200,8 @@ class k8s_manifests : public ::testing::Test {
     return env;
   }
   // The pod runs as a non-root user, mounts the token Secret as a file that EMBER_TOKEN_FILE
-  // names, and probes the container both ways with the entrypoint's health check.
+  // names, serves its metrics endpoint on a container port named `metrics`, and probes the
+  // container both ways with an httpGet of /healthz there (the route that needs no token).
   void check_pod(const YAML::Node& workload, const std::string& role) {
     SCOPED_TRACE(role);
     auto pod = workload["spec"]["template"]["spec"];
@@ -210,13 +211,22 @@ class k8s_manifests : public ::testing::Test {
     auto container = pod["containers"][0];
     ASSERT_TRUE(container.IsMap());
     EXPECT_EQ(strings(container["args"]), std::vector<std::string>{role});
+    int metrics_port = 0;
+    for (const auto& p : container["ports"])
+      if (p["name"] && p["name"].as<std::string>() == "metrics")
+        metrics_port = p["containerPort"].as<int>();
+    ASSERT_GT(metrics_port, 0) << "no container port named metrics";
     for (const auto* probe : {"readinessProbe", "livenessProbe"}) {
-      auto command = strings(container[probe]["exec"]["command"]);
-      ASSERT_FALSE(command.empty()) << probe;
-      EXPECT_NE(command.front().find("entrypoint.sh"), std::string::npos) << probe;
-      EXPECT_TRUE(contains(command, "health")) << probe;
-      EXPECT_EQ(command.back(), role) << probe;
+      auto get = container[probe]["httpGet"];
+      ASSERT_TRUE(get.IsMap()) << probe << " is not an httpGet";
+      EXPECT_EQ(get["path"].as<std::string>(), "/healthz") << probe;
+      EXPECT_EQ(get["port"].as<std::string>(), "metrics") << probe;
     }
+    auto metrics_env = env_of(
+        container)[role == "scheduler" ? "EMBER_METRICS_LISTEN" : "EMBER_WORKER_METRICS_LISTEN"];
+    ASSERT_TRUE(metrics_env.IsMap()) << "the metrics endpoint is not configured";
+    // Reachable by the kubelet at the pod's address, on the port the probes name.
+    EXPECT_EQ(metrics_env["value"].as<std::string>(), "0.0.0.0:" + std::to_string(metrics_port));
     std::string token_volume;
     for (const auto& v : pod["volumes"])
       if (v["secret"] && v["secret"]["secretName"].as<std::string>() == "ember-token")
@@ -254,6 +264,10 @@ TEST_F(k8s_manifests, TheSchedulerIsADeploymentBehindAService) {
     EXPECT_EQ(labels[kv.first.as<std::string>()].as<std::string>(), kv.second.as<std::string>());
   }
   EXPECT_EQ(service["spec"]["ports"][0]["port"].as<int>(), 4242);
+  bool metrics = false;
+  for (const auto& p : service["spec"]["ports"])
+    metrics |= p["targetPort"] && p["targetPort"].as<std::string>() == "metrics";
+  EXPECT_TRUE(metrics) << "the Service does not expose the metrics port";
 }
 
 TEST_F(k8s_manifests, WorkersAreAStatefulSetWithOneGpuEach) {

@@ -8,7 +8,9 @@
 // flush() makes the log durable once (one fdatasync for the whole batch) before sending them, so
 // an acknowledged change is always on disk.
 //
-// Runs on the scheduler's event-loop thread only.
+// Not thread-safe: every caller (the transport's progress thread answering requests, the event
+// loop driving timers, the metrics snapshot reading locks() and queues()) holds the scheduler's
+// coordination_mutex.
 #include <chrono>
 #include <deque>
 #include <ember/scheduler/coordination.hpp>
@@ -47,6 +49,10 @@ class coordination_service {
   void publish(const std::string& topic, const std::string& payload, time_point now);
   /// Makes the batch's changes durable, then sends its replies.
   void flush();
+  /// Every lock (holders, waiters) and every queue (depths), for the scheduler's metrics and
+  /// dashboard, which call these from their own threads under the scheduler's coordination mutex.
+  [[nodiscard]] std::vector<lock_summary> locks() const { return _state->locks(); }
+  [[nodiscard]] std::vector<queue_info> queues() const { return _state->queues().list(); }
   /// What the replay at start found and how long it took (one line; "" when not durable).
   [[nodiscard]] const std::string& recovery() const noexcept { return _recovery; }
 
@@ -74,7 +80,7 @@ class coordination_service {
     std::string topic;
     std::uint32_t buffer = 0;
     std::deque<std::vector<std::uint8_t>> messages;
-    std::size_t bytes = 0;  // payload bytes in `messages`
+    std::size_t bytes = 0;   // payload bytes in `messages`
     std::uint64_t lost = 0;  // dropped since the last delivery
     std::optional<reply_to> poll;
     std::uint32_t poll_max = 0;

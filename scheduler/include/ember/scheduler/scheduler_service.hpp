@@ -17,6 +17,11 @@
 // memory) fails the job at once with the task's error. A job with no live worker for
 // no_worker_timeout fails. All state lives in one event-loop thread; the transport's handlers
 // only queue events for it.
+//
+// Metrics. With metrics_listen, the event loop publishes an immutable snapshot of its state every
+// 200 ms (and when a job ends or a worker comes or goes); the HTTP endpoint's threads render
+// /metrics and the dashboard's JSON from it, and read locks and queues under the coordination
+// services' mutex.
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -52,6 +57,15 @@ struct scheduler_service_options {
   /// How long a dead worker is still listed by `ember status` (workers that rejoin come back
   /// under new ids, so the list would otherwise only grow).
   std::chrono::milliseconds dead_worker_retention{300'000};
+  /// HOST:PORT of the scheduler's HTTP endpoint (port 0: any free port); empty: none. It serves
+  /// /metrics (Prometheus text format), /api/cluster (the cluster as JSON), the dashboard at /
+  /// and /healthz (no token needed: it says "ok" and nothing else). Beyond loopback every other
+  /// route requires `token` (http_endpoint.hpp), and without a token the scheduler refuses to
+  /// start. Its numbers are at most a few hundred milliseconds old.
+  std::string metrics_listen;
+  /// When metrics_listen's port is in use, take a free port on its host instead of failing (for
+  /// a default address: two schedulers on one host both start; the log names the port taken).
+  bool metrics_port_fallback = false;
 };
 
 class scheduler_service {
@@ -74,6 +88,8 @@ class scheduler_service {
   /// The bound port and HOST:PORT.
   [[nodiscard]] int port() const noexcept;
   [[nodiscard]] std::string address() const;
+  /// "http://HOST:PORT" of the metrics endpoint; "" without one.
+  [[nodiscard]] std::string metrics_url() const;
   /// What replaying the durable state at start found and how long it took (one line; "" without
   /// a data folder).
   [[nodiscard]] std::string recovery() const;

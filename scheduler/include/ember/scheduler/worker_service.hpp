@@ -55,9 +55,19 @@ struct worker_service_options {
   std::chrono::milliseconds connect_timeout{30'000};
   /// One block fetch from a peer, from request to arrival.
   std::chrono::milliseconds fetch_timeout{60'000};
+  /// A stop request (SIGTERM) ends the wait for the scheduler in the constructor and in run()'s
+  /// reconnection with ember::cancelled, instead of waiting out the timeouts.
+  std::stop_token stop;
   /// When the scheduler goes away, how long to keep trying to rejoin one at the same address (a
   /// restarted scheduler); the worker's tasks and blocks are dropped meanwhile. 0: stop at once.
   std::chrono::milliseconds reconnect_timeout{30'000};
+  /// HOST:PORT of this worker's HTTP endpoint (port 0: any free port); empty: none, the default
+  /// (one worker per GPU shares a host, so no fixed port suits them all). It serves /metrics in
+  /// the Prometheus text format (tiers, spills, store hits, tasks running, queued and held back,
+  /// result bytes in flight) and /healthz (200 while registered with a scheduler, else 503; no
+  /// token needed). Beyond loopback /metrics requires `token`, and
+  /// without a token the worker refuses to start (http_endpoint.hpp).
+  std::string metrics_listen;
 };
 
 class worker_service {
@@ -82,6 +92,8 @@ class worker_service {
   [[nodiscard]] int id() const noexcept;
   /// HOST:PORT where peers fetch blocks.
   [[nodiscard]] std::string data_address() const;
+  /// "http://HOST:PORT" of the metrics endpoint; "" without one.
+  [[nodiscard]] std::string metrics_url() const;
   /// "worker 2: cpu (1 threads) x2 slots, UCX 1.13.1 ...".
   [[nodiscard]] std::string description() const;
 
