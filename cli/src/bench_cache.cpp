@@ -34,6 +34,7 @@
 #include <ember/host/process.hpp>
 #include <ember/scheduler/client.hpp>
 
+#include "bench_report.hpp"
 #include "bench_stats.hpp"
 #include "machine_info.hpp"
 #include "size_parser.hpp"
@@ -63,17 +64,6 @@ using namespace std::chrono_literals;
 constexpr double goal = 0.8;
 constexpr int partitions_per_worker = 4;
 constexpr std::int64_t distinct_keys = 1000;
-
-std::string format(const char* pattern, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, pattern, v);
-  return buf;
-}
-
-nlohmann::json spread(const std::vector<double>& v) {
-  auto s = summarize(v);
-  return {{"median", s.median}, {"min", s.min}, {"max", s.max}, {"all", v}};
-}
 
 // A folder of this bench's own, removed with everything in it when it goes away.
 struct private_dir {

@@ -38,6 +38,7 @@
 #include <ember/host/process.hpp>
 #include <ember/scheduler/client.hpp>
 
+#include "bench_report.hpp"
 #include "bench_stats.hpp"
 #include "machine_info.hpp"
 #include "table_printer.hpp"
@@ -79,11 +80,6 @@ latency_round summarize_round(std::vector<double> us, double seconds) {
   auto stalls = us.end() - std::upper_bound(us.begin(), us.end(), 50'000.0);
   return {static_cast<double>(us.size()) / seconds, percentile(us, 0.5), percentile(us, 0.99),
           us.empty() ? 0.0 : us.back(), stalls};
-}
-
-nlohmann::json spread(const std::vector<double>& v) {
-  auto s = summarize(v);
-  return {{"median", s.median}, {"min", s.min}, {"max", s.max}, {"all", v}};
 }
 
 template <typename T, typename F>
@@ -626,12 +622,6 @@ std::optional<double> ucx_round_trip_us(size_type iterations, const fs::path& di
 }
 
 // ---- the report -----------------------------------------------------------------------------
-
-std::string format(const char* pattern, double v) {
-  std::array<char, 64> buf{};
-  std::snprintf(buf.data(), buf.size(), pattern, v);
-  return buf.data();
-}
 
 std::string ratio_cell(const char* what, const nlohmann::json& ratio, const char* of = "") {
   return ratio.is_number() ? std::string(what) + " x" + format("%.2f", ratio.get<double>()) + of

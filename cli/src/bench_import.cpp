@@ -33,6 +33,7 @@
 #include "machine_info.hpp"
 #include "peer_process.hpp"
 #include "progress.hpp"
+#include "bench_report.hpp"
 #include "size_parser.hpp"
 #include "table_printer.hpp"
 
@@ -65,17 +66,6 @@ const csv_schema expected_schema = {{"id", type_id::int64},       {"user", type_
                                     {"amount", type_id::float64}, {"ts", type_id::timestamp_ns},
                                     {"country", type_id::string}, {"device", type_id::string}};
 const std::vector<std::string> narrow_columns = {"amount", "country"};
-
-std::string format(const char* pattern, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, pattern, v);
-  return buf;
-}
-
-nlohmann::json spread(const std::vector<double>& v) {
-  auto s = summarize(v);
-  return {{"median", s.median}, {"min", s.min}, {"max", s.max}, {"all", v}};
-}
 
 /// splitmix64, as in bench ops: the same seed gives the same file everywhere.
 struct splitmix64 {

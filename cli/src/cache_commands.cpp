@@ -48,26 +48,6 @@ void print_json(const nlohmann::ordered_json& value) {
   std::cout.flush();
 }
 
-// As `ember data head --json` shows values.
-nlohmann::ordered_json scalar_json(const scalar& v) {
-  if (!v.valid()) return nullptr;
-  switch (v.type()) {
-    case type_id::int32:
-    case type_id::int64:
-      return v.as_int();
-    case type_id::bool8:
-      return v.as_int() != 0;
-    case type_id::float32:
-    case type_id::float64:
-      return v.as_float();  // NaN and infinities print as null
-    case type_id::string:
-      return v.as_string();
-    case type_id::timestamp_ns:
-      return v.to_text();
-  }
-  return v.to_text();
-}
-
 // ISO 8601 in UTC with milliseconds; "" for the epoch (a partition never used).
 std::string iso_utc(std::chrono::system_clock::time_point t) {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();

@@ -104,25 +104,6 @@ std::string fixed(double value, int digits) {
   return buf;
 }
 
-nlohmann::ordered_json scalar_json(const scalar& v) {
-  if (!v.valid()) return nullptr;
-  switch (v.type()) {
-    case type_id::int32:
-    case type_id::int64:
-      return v.as_int();
-    case type_id::bool8:
-      return v.as_int() != 0;
-    case type_id::float32:
-    case type_id::float64:
-      return v.as_float();  // NaN and infinities print as null
-    case type_id::string:
-      return v.as_string();
-    case type_id::timestamp_ns:
-      return v.to_text();
-  }
-  return v.to_text();
-}
-
 // Byte-wise for strings (as the statistics compare them), by value for numbers.
 bool scalar_less(const scalar& a, const scalar& b) {
   switch (a.type()) {

@@ -3,7 +3,9 @@
 #include <string>
 #include <vector>
 
+#include <ember/host/scalar.hpp>
 #include <ember/host/table.hpp>
+#include <nlohmann/json.hpp>
 
 namespace ember::cli {
 
@@ -14,5 +16,9 @@ void print_table(const table_view& table, std::ostream& out, size_type max_rows 
 /// Prints rows of text cells as an aligned table under `header` (for summaries).
 void print_cells(const std::vector<std::string>& header,
                  const std::vector<std::vector<std::string>>& rows, std::ostream& out);
+
+/// A cell as JSON (`ember data head --json`, `ember cache get --json`): numbers as numbers,
+/// booleans, strings, timestamps as text, null for null (and for NaN and infinities).
+[[nodiscard]] nlohmann::ordered_json scalar_json(const scalar& v);
 
 }  // namespace ember::cli

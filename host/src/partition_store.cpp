@@ -453,6 +453,17 @@ void partition_store::put(const std::string& key, table rows, memory_tier tier,
 }
 
 std::optional<pinned_partition> partition_store::acquire(const std::string& key, memory_tier want) {
+  return take(key, want, true);
+}
+
+std::optional<std::int64_t> partition_store::prefetch(const std::string& key, memory_tier want) {
+  auto p = take(key, want, false);
+  if (!p) return std::nullopt;
+  return p->bytes();
+}
+
+std::optional<pinned_partition> partition_store::take(const std::string& key, memory_tier want,
+                                                      bool lookup) {
   EMBER_EXPECTS(want == memory_tier::device || want == memory_tier::host, invalid_input,
                 "acquire() brings partitions to the device or the host tier");
   auto& s = *_state;
@@ -464,7 +475,7 @@ std::optional<pinned_partition> partition_store::acquire(const std::string& key,
     for (;;) {
       auto it = s.entries.find(key);
       if (it == s.entries.end()) {
-        ++s.counters.misses;
+        if (lookup) ++s.counters.misses;
         return std::nullopt;
       }
       e = it->second;
@@ -474,11 +485,11 @@ std::optional<pinned_partition> partition_store::acquire(const std::string& key,
                       "for more than 120 s");
       }
     }
-    ++s.counters.hits;
+    if (lookup) ++s.counters.hits;
     // Pinned now, so that no spill takes it between here and the handle.
     ++e->pins;
     if (rank(e->tier) <= rank(want)) {
-      ++s.counters.tier_hits;
+      if (lookup) ++s.counters.tier_hits;
     } else {
       e->moving = true;
       move = true;

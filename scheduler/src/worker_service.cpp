@@ -1003,16 +1003,23 @@ struct worker_service::impl final : transport::node_handler {
     std::int64_t bytes = 0;
     for (const auto& [stage, map, reduce, key] : t.stored_inputs) {
       try {
-        auto p = store->acquire(key, memory_tier::device);
-        if (!p) {
+        auto missing = [&] {
           return input_problem{"block (stage " + std::to_string(stage) + ", map " +
                                    std::to_string(map) + ", reduce " + std::to_string(reduce) +
                                    ") is not on this worker",
                                error_kind::logic_error,
                                {{stage, map}}};
+        };
+        if (!pin) {
+          // The prefetch: brought up, not pinned, not counted as a lookup (the task's is).
+          auto prefetched = store->prefetch(key, memory_tier::device);
+          if (!prefetched) return missing();
+          bytes += *prefetched;
+          continue;
         }
+        auto p = store->acquire(key, memory_tier::device);
+        if (!p) return missing();
         bytes += p->bytes();
-        if (!pin) continue;
         int device =
             backend == backend_kind::cuda && p->tier() == memory_tier::device ? options.gpu : -1;
         t.inputs[{stage, reduce}][static_cast<std::size_t>(map)] =

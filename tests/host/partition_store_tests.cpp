@@ -750,6 +750,35 @@ std::map<std::string, partition_info> changed_by_key(const residency_changes& c)
   return out;
 }
 
+TEST(partition_store, prefetch_brings_a_partition_up_without_pinning_or_counting_a_lookup) {
+  tiers t(unlimited, unlimited);
+  temp_dir dir("ember-store");
+  partition_store store(options_for(t, dir.path()));
+  put_copy(store, t, "p", mixed(200, 7));
+  ASSERT_GT(store.spill_all(memory_tier::device), 0);
+  ASSERT_GT(store.spill_all(memory_tier::host), 0);
+  ASSERT_EQ(store.find("p")->tier, memory_tier::disk);
+  auto bytes = store.prefetch("p", memory_tier::device);
+  ASSERT_TRUE(bytes.has_value());
+  EXPECT_EQ(*bytes, store.find("p")->bytes);
+  EXPECT_EQ(store.find("p")->tier, memory_tier::device);
+  EXPECT_EQ(store.find("p")->pins, 0);
+  EXPECT_FALSE(store.prefetch("unknown").has_value());
+  auto st = store.stats();
+  EXPECT_EQ(st.hits, 0);
+  EXPECT_EQ(st.misses, 0);
+  EXPECT_EQ(st.unspills, 1);
+  // The acquire that follows counts once, as a hit in the tier asked for.
+  auto p = store.acquire("p", memory_tier::device);
+  ASSERT_TRUE(p.has_value());
+  st = store.stats();
+  EXPECT_EQ(st.hits, 1);
+  EXPECT_EQ(st.tier_hits, 1);
+  // Still spillable: nothing pinned it but the handle.
+  p.reset();
+  EXPECT_GT(store.spill_all(memory_tier::device), 0);
+}
+
 TEST(partition_store, take_changes_reports_each_change_once) {
   tiers t(unlimited, unlimited);
   temp_dir dir("ember-store");

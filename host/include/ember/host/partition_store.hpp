@@ -205,6 +205,12 @@ class partition_store {
   /// is dropped), ember::out_of_memory when the tier cannot make room.
   [[nodiscard]] std::optional<pinned_partition> acquire(const std::string& key,
                                                         memory_tier tier = memory_tier::device);
+  /// Brings the partition at `key` up to `tier` as acquire() does, without keeping it pinned
+  /// and without counting a lookup (the acquire() that follows counts): a worker readying the
+  /// inputs of its next task. Returns the partition's bytes, std::nullopt when the key is
+  /// unknown; throws like acquire().
+  std::optional<std::int64_t> prefetch(const std::string& key,
+                                       memory_tier tier = memory_tier::device);
   /// True when `key` is stored (in any tier).
   [[nodiscard]] bool contains(const std::string& key) const;
   /// Forgets `key` (its memory is freed when its last pin goes). False when unknown.
@@ -229,6 +235,8 @@ class partition_store {
 
  private:
   friend class pinned_partition;
+  // acquire(), counting the lookup in stats() when `lookup`.
+  std::optional<pinned_partition> take(const std::string& key, memory_tier tier, bool lookup);
   void unpin(const std::shared_ptr<void>& entry) noexcept;
   struct state;
   std::unique_ptr<state> _state;
