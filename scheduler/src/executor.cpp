@@ -425,11 +425,14 @@ struct executor::impl {
     auto& m = out.metrics;
     for (std::size_t s = 0; s < plan.stages.size(); ++s) {
       const auto& st = job->stages[s];
-      m.stages.push_back(
-          stage_metrics{plan.stages[s].name, st.tasks_total,
-                        st.started ? seconds_between(st.first_start, st.last_end) : 0.0,
-                        st.rows_out, st.bytes_out});
-      m.stages.back().partitions_skipped = st.partitions_skipped;
+      stage_metrics sm;
+      sm.name = plan.stages[s].name;
+      sm.tasks = st.tasks_total;
+      sm.seconds = st.started ? seconds_between(st.first_start, st.last_end) : 0.0;
+      sm.rows_out = st.rows_out;
+      sm.bytes_out = st.bytes_out;
+      sm.partitions_skipped = st.partitions_skipped;
+      m.stages.push_back(std::move(sm));
     }
     // Tasks finish in any order: list labels in plan order, so reports read the same each run.
     for (const auto& st : plan.stages) {

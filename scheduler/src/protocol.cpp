@@ -417,6 +417,13 @@ void task_done_msg::encode(byte_writer& w) const {
   }
   w.put_count(block_bytes.size());
   for (auto b : block_bytes) w.put(b);
+  w.put_count(fetch_sources.size());
+  for (const auto& f : fetch_sources) {
+    w.put(f.worker);
+    w.put(f.bytes);
+    w.put_f64(f.start);
+    w.put_f64(f.end);
+  }
 }
 task_done_msg task_done_msg::decode(byte_reader& r) {
   task_done_msg m;
@@ -443,6 +450,15 @@ task_done_msg task_done_msg::decode(byte_reader& r) {
   }
   auto b = r.get_count("block bytes", 8);
   for (std::size_t i = 0; i < b; ++i) m.block_bytes.push_back(r.get<std::int64_t>("block bytes"));
+  auto f = r.get_count("fetch sources", 28);
+  for (std::size_t i = 0; i < f; ++i) {
+    fetch_source x;
+    x.worker = r.get<std::int32_t>("fetch source worker");
+    x.bytes = r.get<std::int64_t>("fetch source bytes");
+    x.start = r.get_f64("fetch source start");
+    x.end = r.get_f64("fetch source end");
+    m.fetch_sources.push_back(x);
+  }
   return m;
 }
 
@@ -613,6 +629,13 @@ void job_result_msg::encode(byte_writer& w) const {
     w.put(s.bytes_fetched);
     w.put_f64(s.fetch_seconds);
     w.put(s.partitions_skipped);
+    w.put_count(s.links.size());
+    for (const auto& l : s.links) {
+      w.put<std::int32_t>(l.from_worker);
+      w.put<std::int32_t>(l.to_worker);
+      w.put(l.bytes);
+      w.put_f64(l.seconds);
+    }
   }
   w.put_count(metrics.labels.size());
   for (const auto& l : metrics.labels) {
@@ -640,6 +663,15 @@ job_result_msg job_result_msg::decode(byte_reader& r) {
     s.bytes_fetched = r.get<std::int64_t>("bytes fetched");
     s.fetch_seconds = r.get_f64("fetch seconds");
     s.partitions_skipped = r.get<std::int64_t>("partitions skipped");
+    auto links = r.get_count("links", 24);
+    for (std::size_t j = 0; j < links; ++j) {
+      link_metrics l;
+      l.from_worker = r.get<std::int32_t>("link from worker");
+      l.to_worker = r.get<std::int32_t>("link to worker");
+      l.bytes = r.get<std::int64_t>("link bytes");
+      l.seconds = r.get_f64("link seconds");
+      s.links.push_back(l);
+    }
     m.metrics.stages.push_back(std::move(s));
   }
   auto l = r.get_count("labels", 20);

@@ -1012,6 +1012,12 @@ struct scheduler_service::impl final : transport::node_handler {
       sm.tasks = static_cast<int>(st.tasks.size());
       sm.seconds = st.started ? seconds_between(st.first_start, st.last_end) : 0.0;
       std::map<int, std::pair<double, double>> fetching;  // worker -> (first start, last end)
+      // (from, to) -> bytes and (first request, last arrival), on the fetching worker's clock.
+      struct link_span {
+        std::int64_t bytes = 0;
+        double start = 0, end = 0;
+      };
+      std::map<std::pair<int, int>, link_span> links;
       for (const auto& t : st.tasks) {
         if (t.done.fetched_bytes > 0) {
           sm.bytes_fetched += t.done.fetched_bytes;
@@ -1020,6 +1026,13 @@ struct scheduler_service::impl final : transport::node_handler {
             it->second.first = std::min(it->second.first, t.done.fetch_start);
             it->second.second = std::max(it->second.second, t.done.fetch_end);
           }
+        }
+        for (const auto& f : t.done.fetch_sources) {
+          auto& link =
+              links.try_emplace({f.worker, t.worker}, link_span{0, f.start, f.end}).first->second;
+          link.bytes += f.bytes;
+          link.start = std::min(link.start, f.start);
+          link.end = std::max(link.end, f.end);
         }
         sm.rows_out += t.done.rows;
         sm.bytes_out += t.done.bytes;
@@ -1031,9 +1044,16 @@ struct scheduler_service::impl final : transport::node_handler {
       for (const auto& [w, span] : fetching)
         sm.fetch_seconds = std::max(sm.fetch_seconds, span.second - span.first);
       if (st.nccl && st.exchange == exchange_state::done) {
-        // The NCCL all-to-all moved every block of this stage (its own rank's included).
+        // The NCCL all-to-all moved every block of this stage (its own rank's included); it has
+        // no per-link view, so the stage has no links.
         sm.bytes_fetched = sm.bytes_out;
         sm.fetch_seconds = seconds_between(st.exchange_start, st.exchange_end);
+      }
+      if (!st.nccl) {
+        for (const auto& [pair, span] : links) {
+          if (span.bytes == 0) continue;
+          sm.links.push_back({pair.first, pair.second, span.bytes, span.end - span.start});
+        }
       }
       metrics.stages.push_back(std::move(sm));
     }

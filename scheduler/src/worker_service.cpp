@@ -119,12 +119,20 @@ struct task_state : std::enable_shared_from_this<task_state> {
   bool failed = false;
   clock_type::time_point fetch_start{}, fetch_end{};
   std::int64_t fetched_bytes = 0;
+  // Per worker that holds some of its inputs (the scheduler's id): bytes arrived, first request
+  // and last arrival.
+  struct source_fetch {
+    std::int64_t bytes = 0;
+    clock_type::time_point first_request{}, last_arrival{};
+  };
+  std::map<int, source_fetch> sources;
 };
 
 // One remote input of a task, while block_fetcher gets it.
 struct input_in_flight {
   std::shared_ptr<task_state> task;
   int stage = 0, map = 0, reduce = 0;
+  int holder = 0;  // the worker asked for it
 };
 
 // The bytes a table's buffers take on the wire.
@@ -641,6 +649,12 @@ struct worker_service::impl final : transport::node_handler {
         done.fetched_bytes = t.fetched_bytes;
         done.fetch_start = std::chrono::duration<double>(t.fetch_start - started_at).count();
         done.fetch_end = std::chrono::duration<double>(t.fetch_end - started_at).count();
+        for (const auto& [holder, f] : t.sources) {
+          if (f.bytes == 0) continue;
+          done.fetch_sources.push_back(
+              {holder, f.bytes, std::chrono::duration<double>(f.first_request - started_at).count(),
+               std::chrono::duration<double>(f.last_arrival - started_at).count()});
+        }
       }
       done.block_bytes = std::move(io->block_bytes);
       auto to = scheduler_connection();
@@ -813,8 +827,12 @@ struct worker_service::impl final : transport::node_handler {
       t.stored_inputs.push_back({f.stage, f.map, f.reduce, key});
       t.fetched_keys.push_back(key);
       t.fetched_bytes += bytes;
+      auto now = clock_type::now();
+      auto& source = t.sources[f.holder];
+      source.bytes += bytes;
+      source.last_arrival = now;
       if (--t.outstanding == 0) {
-        t.fetch_end = clock_type::now();
+        t.fetch_end = now;
         complete = f.task;
       }
     }
@@ -890,7 +908,8 @@ struct worker_service::impl final : transport::node_handler {
               continue;
             }
             auto ticket = next_request++;
-            fetches[ticket] = input_in_flight{t, stage, static_cast<int>(map), reduce};
+            fetches[ticket] = input_in_flight{t, stage, static_cast<int>(map), reduce, holder};
+            t->sources.try_emplace(holder);
             ++t->outstanding;
             to_send.emplace_back(
                 ticket, block_fetcher::block_id{m.job, stage, static_cast<int>(map), reduce},
@@ -905,6 +924,8 @@ struct worker_service::impl final : transport::node_handler {
         }
         if (problem.empty() && (t->outstanding > 0 || !t->stored_inputs.empty())) {
           t->fetch_start = clock_type::now();
+          // Every request goes out together, below.
+          for (auto& [holder, source] : t->sources) source.first_request = t->fetch_start;
           t->gathering = true;
           ++waiting;
         }

@@ -10,8 +10,10 @@
 #include <ember/host/io.hpp>
 #include <ember/scheduler/client.hpp>
 #include <ember/scheduler/jobs.hpp>
+#include <set>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "common/backends.hpp"
 #include "common/processes.hpp"
@@ -154,6 +156,42 @@ TEST_F(cluster_test, LocalBlocksAreTakenByReferenceAndOnlyTheRestCrossesUcx) {
     }
     EXPECT_EQ(r.metrics.retried_tasks, 0);
   }
+}
+
+TEST_F(cluster_test, ShuffleBytesAreReportedPerLinkBetweenWorkers) {
+  cluster_spec spec;
+  spec.env = loopback_env;
+  spec.workers = 3;
+  local_cluster cluster(spec);
+  auto c = client::connect(cluster.address);
+  std::set<int> ids;
+  for (const auto& w : c.status().workers) ids.insert(w.id);
+  ASSERT_EQ(ids.size(), 3u);
+  auto r = c.generate("keyed", 300'000, 7, 300'000)
+               .repartition({"key"})
+               .group_by({}, {{aggregation_kind::count_all, "", "rows"}})
+               .run();
+  EXPECT_EQ(r.result.view().column(0).data<std::int64_t>()[0], 300'000);
+  EXPECT_TRUE(r.metrics.stages.at(0).links.empty());  // the map stage fetched nothing
+  const auto& reduce = r.metrics.stages.at(1);
+  ASSERT_FALSE(reduce.links.empty());
+  size_type sum = 0;
+  for (std::size_t i = 0; i < reduce.links.size(); ++i) {
+    const auto& l = reduce.links[i];
+    SCOPED_TRACE(std::to_string(l.from_worker) + " -> " + std::to_string(l.to_worker));
+    EXPECT_NE(l.from_worker, l.to_worker);
+    EXPECT_TRUE(ids.contains(l.from_worker));
+    EXPECT_TRUE(ids.contains(l.to_worker));
+    EXPECT_GT(l.bytes, 0);
+    EXPECT_GT(l.seconds, 0.0);
+    EXPECT_LE(l.seconds, reduce.fetch_seconds);
+    if (i > 0) {
+      const auto& p = reduce.links[i - 1];
+      EXPECT_LT(std::pair(p.from_worker, p.to_worker), std::pair(l.from_worker, l.to_worker));
+    }
+    sum += l.bytes;
+  }
+  EXPECT_EQ(sum, reduce.bytes_fetched);
 }
 
 TEST_F(cluster_test, StatusListsWorkersAndNoticesADeadOne) {

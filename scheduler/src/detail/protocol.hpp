@@ -201,6 +201,15 @@ struct task_done_msg {
   double fetch_start = 0, fetch_end = 0;
   /// Bytes of each block written (index: reduce partition), for placement.
   std::vector<std::int64_t> block_bytes;
+  /// The fetched inputs per worker that held them: its id (the scheduler's), the bytes, and
+  /// first request to last arrival (seconds since this worker started). Sorted by worker; only
+  /// workers that sent bytes; their bytes add up to fetched_bytes.
+  struct fetch_source {
+    std::int32_t worker = 0;
+    std::int64_t bytes = 0;
+    double start = 0, end = 0;
+  };
+  std::vector<fetch_source> fetch_sources;
   void encode(byte_writer& w) const;
   static task_done_msg decode(byte_reader& r);
 };

@@ -59,6 +59,15 @@ struct run_options {
   std::chrono::milliseconds drain_timeout{60'000};
 };
 
+/// Shuffle bytes one worker fetched from another during a stage (distributed runs over UCX).
+struct link_metrics {
+  int from_worker = 0;  ///< the worker that held the blocks (the scheduler's worker id)
+  int to_worker = 0;    ///< the worker whose tasks fetched them
+  size_type bytes = 0;  ///< body bytes fetched over this link
+  /// First request to last arrival of this link's fetches over the stage, on `to_worker`'s clock.
+  double seconds = 0;
+};
+
 /// What one stage did.
 struct stage_metrics {
   std::string name;
@@ -75,6 +84,11 @@ struct stage_metrics {
   double fetch_seconds = 0;
   /// Dataset partitions that its tasks skipped because the statistics excluded every row.
   size_type partitions_skipped = 0;
+  /// Distributed runs over UCX: bytes_fetched per link (holder -> fetching worker), sorted by
+  /// (from_worker, to_worker); links that moved no bytes are left out, and the links' bytes add
+  /// up to bytes_fetched. Empty for the embedded in-process executor and for NCCL exchanges (the
+  /// all-to-all has no per-link view); worker names are in cluster_status.
+  std::vector<link_metrics> links;
 };
 
 /// Rows and bytes produced by the nodes that carry a label, summed over their tasks.

@@ -25,7 +25,7 @@ namespace ember::transport {
 /// "EMBW" read as a little-endian u32.
 inline constexpr std::uint32_t frame_magic = 0x57424d45u;
 /// The wire protocol version this build speaks; a peer speaking another is rejected.
-inline constexpr std::uint16_t protocol_version = 2;
+inline constexpr std::uint16_t protocol_version = 3;
 inline constexpr std::size_t frame_header_bytes = 24;
 
 /// flags: the first message of a table (metadata: transfer id, table bytes, application header
