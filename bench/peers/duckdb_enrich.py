@@ -16,6 +16,14 @@
    1e-9 relative; the row counts of both enriched tables too. Then the medians, min and max and
    the ratio of medians (ember / DuckDB: below 1 means ember is faster) are printed and, with
    --json, written.
+
+With --peer it is instead the line-protocol peer of `ember bench enrich --compare duckdb`: it loads
+--events-csv (a file or a glob) and --items-csv into a fresh database file --db (not timed), prints
+one JSON line {"ready": true, ...}, then answers one JSON line per command on stdin:
+  run   the DuckDB round above (open, SET threads, CREATE OR REPLACE TABLE enriched AS, CHECKPOINT,
+        the summary, close), timed in this process; returns seconds, the summary rows
+        [category, "YYYY-MM-DD", orders, revenue], the enriched rows and the file's bytes.
+  quit  ends.
 """
 import argparse
 import csv
@@ -75,6 +83,55 @@ def duckdb_round(duckdb, db, threads):
     return time.perf_counter() - started, summary, rows
 
 
+def load(duckdb, db, events_csv, items_csv, threads):
+    """The input, from CSV into DuckDB's own file (what each side starts from)."""
+    con = duckdb.connect(db)
+    con.execute(f"SET threads = {threads}")
+    con.execute(
+        "CREATE TABLE events AS SELECT * FROM read_csv(?, header = true, columns = "
+        "{'user_id': 'BIGINT', 'item_id': 'BIGINT', 'ts': 'TIMESTAMP', 'amount': 'DOUBLE', "
+        "'country': 'VARCHAR', 'device': 'VARCHAR'})", [events_csv])
+    con.execute(
+        "CREATE TABLE items AS SELECT * FROM read_csv(?, header = true, columns = "
+        "{'item_id': 'BIGINT', 'category': 'VARCHAR', 'brand': 'VARCHAR', 'price': 'DOUBLE'})",
+        [items_csv])
+    con.execute("CHECKPOINT")
+    con.close()
+
+
+def peer(args):
+    """`ember bench enrich --compare duckdb`'s peer: commands on stdin, JSON lines out."""
+    try:
+        import duckdb
+        for path in (args.db, args.db + ".wal"):
+            if os.path.exists(path):
+                os.remove(path)
+        t = time.perf_counter()
+        load(duckdb, args.db, args.events_csv, args.items_csv, args.threads)
+        print(json.dumps({"ready": True, "peer": "duckdb", "version": duckdb.__version__,
+                          "threads": args.threads, "load_seconds": time.perf_counter() - t,
+                          "database": args.db}), flush=True)
+    except Exception as e:  # the caller reports it; never hang it
+        print(json.dumps({"error": repr(e)}), flush=True)
+        return 1
+    for line in sys.stdin:
+        cmd = line.split()
+        if not cmd or cmd[0] == "quit":
+            break
+        try:
+            if cmd[0] == "run":
+                seconds, summary, rows = duckdb_round(duckdb, args.db, args.threads)
+                print(json.dumps({
+                    "seconds": seconds, "enriched_rows": rows,
+                    "summary": [[c, d.strftime("%Y-%m-%d"), n, r] for c, d, n, r in summary],
+                    "file_bytes": os.path.getsize(args.db)}), flush=True)
+            else:
+                print(json.dumps({"error": f"unknown command {cmd[0]!r}"}), flush=True)
+        except Exception as e:
+            print(json.dumps({"error": repr(e)}), flush=True)
+    return 0
+
+
 def ember_summary(path):
     out = []
     with open(path, newline="") as f:
@@ -117,14 +174,24 @@ def describe(xs):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--ember", required=True)
-    ap.add_argument("--work", required=True, help="a folder for the input and outputs (replaced)")
+    ap.add_argument("--ember", help="the ember executable (driver mode)")
+    ap.add_argument("--work", help="a folder for the input and outputs (replaced; driver mode)")
+    ap.add_argument("--peer", action="store_true", help="be `ember bench enrich`'s peer")
+    ap.add_argument("--events-csv", help="--peer: the events as CSV (a file or a glob)")
+    ap.add_argument("--items-csv", help="--peer: the items as CSV")
+    ap.add_argument("--db", help="--peer: DuckDB's database file (replaced)")
     ap.add_argument("--scale", default="200MB", help="input bytes, as `ember run --scale`")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="write the report here")
     ap.add_argument("--keep", action="store_true", help="reuse WORK's input when it is there")
     args = ap.parse_args()
+    if args.peer:
+        if not (args.events_csv and args.items_csv and args.db):
+            ap.error("--peer needs --events-csv, --items-csv and --db")
+        sys.exit(peer(args))
+    if not (args.ember and args.work):
+        ap.error("--ember and --work are required (or --peer)")
     import duckdb
 
     store = os.path.join(args.work, "store")
@@ -145,18 +212,8 @@ def main():
                  os.path.join(args.work, name + ".csv")])
         print(f"# exported as CSV in {time.perf_counter() - t:.1f} s", flush=True)
         t = time.perf_counter()
-        con = duckdb.connect(db)
-        con.execute(f"SET threads = {args.threads}")
-        con.execute(
-            "CREATE TABLE events AS SELECT * FROM read_csv(?, header = true, columns = "
-            "{'user_id': 'BIGINT', 'item_id': 'BIGINT', 'ts': 'TIMESTAMP', 'amount': 'DOUBLE', "
-            "'country': 'VARCHAR', 'device': 'VARCHAR'})", [os.path.join(args.work, "events.csv")])
-        con.execute(
-            "CREATE TABLE items AS SELECT * FROM read_csv(?, header = true, columns = "
-            "{'item_id': 'BIGINT', 'category': 'VARCHAR', 'brand': 'VARCHAR', 'price': 'DOUBLE'})",
-            [os.path.join(args.work, "events-items.csv")])
-        con.execute("CHECKPOINT")
-        con.close()
+        load(duckdb, db, os.path.join(args.work, "events.csv"),
+             os.path.join(args.work, "events-items.csv"), args.threads)
         for name in ["events", "events-items"]:
             os.remove(os.path.join(args.work, name + ".csv"))
         print(f"# loaded into DuckDB in {time.perf_counter() - t:.1f} s", flush=True)

@@ -1,4 +1,3 @@
-#include "bench_env.hpp"
 #include "bench_cache.hpp"
 
 #include <fcntl.h>
@@ -34,9 +33,11 @@
 #include <ember/host/process.hpp>
 #include <ember/scheduler/client.hpp>
 
+#include "bench_cluster_target.hpp"
+#include "bench_env.hpp"
 #include "bench_report.hpp"
 #include "bench_stats.hpp"
-#include "machine_info.hpp"
+#include "progress.hpp"
 #include "size_parser.hpp"
 #include "table_printer.hpp"
 
@@ -65,22 +66,6 @@ constexpr double goal = 0.8;
 constexpr int partitions_per_worker = 4;
 constexpr std::int64_t distinct_keys = 1000;
 
-// A folder of this bench's own, removed with everything in it when it goes away.
-struct private_dir {
-  fs::path path;
-  explicit private_dir(fs::path p) : path(std::move(p)) {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-    fs::create_directories(path, ec);
-    EMBER_EXPECTS(!ec, invalid_input, path.string() + ": cannot create (" + ec.message() + ")");
-  }
-  ~private_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  private_dir(const private_dir&) = delete;
-  private_dir& operator=(const private_dir&) = delete;
-};
 
 // ---- tiers: the partition store beside memcpy and plain file I/O --------------------------------
 
@@ -317,37 +302,6 @@ tier_results measure_tiers(const tier_input& in, const fs::path& dir, int rounds
 
 // ---- job: a repeated group-by on a cluster, inputs resident vs read again -----------------------
 
-// A scheduler and CPU workers of this executable over loopback, killed when it goes away.
-class cache_cluster {
- public:
-  cache_cluster(int workers, const fs::path& dir) : _dir(dir) {
-    auto exe = current_executable().string();
-    _scheduler = std::make_unique<child_process>(
-        std::vector<std::string>{exe, "scheduler", "--listen", "127.0.0.1:0", "--data",
-                                 (_dir / "scheduler-data").string()},
-        _dir / "scheduler", loopback_env);
-    address = _scheduler->wait_for_output("listening on (\\S+)", 30s);
-    for (int i = 0; i < workers; ++i)
-      _workers.push_back(std::make_unique<child_process>(
-          std::vector<std::string>{exe, "worker", "--scheduler", address, "--slots", "1",
-                                   "--cpu-threads", "1", "--backend", "cpu"},
-          _dir / ("worker" + std::to_string(i)), loopback_env));
-    for (auto& w : _workers) w->wait_for_output("ember (worker \\d+)", 30s);
-  }
-  ~cache_cluster() {
-    _workers.clear();
-    _scheduler.reset();
-  }
-  cache_cluster(const cache_cluster&) = delete;
-  cache_cluster& operator=(const cache_cluster&) = delete;
-  std::string address;
-
- private:
-  fs::path _dir;
-  std::unique_ptr<child_process> _scheduler;
-  std::vector<std::unique_ptr<child_process>> _workers;
-};
-
 // key: distinct_keys values; v: int64 (summed exactly, in any order); x: float64 (min and max).
 table make_job_rows(size_type rows) {
   std::mt19937_64 rng(42);
@@ -493,9 +447,14 @@ int run_bench_cache(const bench_cache_options& options) {
   auto pid = std::to_string(::getpid());
   fs::path spill_parent =
       options.spill_dir.empty() ? fs::temp_directory_path() : fs::path(options.spill_dir);
-  nlohmann::json report;
-  report["workload"] = "cache";
-  report["machine"] = host_machine_info();
+  bench_report report("cache", {{"size", options.size},
+                                {"rows", rows},
+                                {"workers", options.workers},
+                                {"rounds", options.rounds},
+                                {"spill_dir", spill_parent.string()}});
+  report.not_measured("latency", "the cache workload measures bandwidth and job times");
+  auto& details = report.details();
+  progress bar;
 
   // ---- tiers ----
   nlohmann::json tiers_json;
@@ -504,10 +463,23 @@ int run_bench_cache(const bench_cache_options& options) {
   {
     private_dir dir(spill_parent / ("ember-bench-cache-" + pid));
     auto in = make_tier_input(size);
-    std::cout << "tiers: " << format("%.1f", static_cast<double>(in.bytes) / 1e6)
-              << " MB (int64, float64, string) through a partition store, " << options.rounds
-              << " rounds after a warm-up, spill folder " << dir.path.string() << std::endl;
+    bar.update("cache: tier moves", 0, 1);
     auto t = measure_tiers(in, dir.path, options.rounds);
+    bar.update("cache: tier moves", 1, 1);
+    bar.finish();
+    for (std::size_t i = 0; i < tier_measures.size(); ++i)
+      report.add_stage({std::string("tiers: ") + tier_measures[i].label, t.seconds[i],
+                        in.rows.num_rows(), static_cast<std::int64_t>(in.bytes), ""});
+    report_tiers moved;
+    moved.spilled_to_host_bytes = t.stats.spilled_to_host_bytes;
+    moved.spilled_to_disk_bytes = t.stats.spilled_to_disk_bytes;
+    moved.unspilled_bytes = t.stats.unspilled_from_host_bytes + t.stats.unspilled_from_disk_bytes;
+    moved.spills = t.stats.spills;
+    moved.unspills = t.stats.unspills;
+    moved.spill_seconds = t.stats.spill_seconds;
+    moved.unspill_seconds = t.stats.unspill_seconds;
+    moved.device_peak_bytes = static_cast<std::int64_t>(t.device_peak);
+    report.set_tiers(moved);
     auto b = static_cast<double>(in.bytes);
     nlohmann::json measures;
     for (std::size_t i = 0; i < tier_measures.size(); ++i) {
@@ -531,6 +503,9 @@ int run_bench_cache(const bench_cache_options& options) {
     std::array<double, tier_measures.size()> ratio_of{};
     for (const auto& p : pairs) {
       ratio_of[p.move] = ratio(p.move, p.ceiling);
+      report.add_comparison({std::string("tiers: ") + tier_measures[p.move].label,
+                             tier_measures[p.ceiling].label, "ceiling", "bytes_per_second",
+                             rate[p.move], rate[p.ceiling]});
       ratios[p.key] = {
           {"ratio", ratio_of[p.move]}, {"goal", goal}, {"met", ratio_of[p.move] >= goal}};
     }
@@ -567,7 +542,7 @@ int run_bench_cache(const bench_cache_options& options) {
                            move ? (ratio_of[i] >= goal ? "met" : "NOT met") : ""});
     }
   }
-  report["tiers"] = tiers_json;
+  details["tiers"] = tiers_json;
 
   // ---- job ----
   const int partitions = options.workers * partitions_per_worker;
@@ -576,6 +551,7 @@ int run_bench_cache(const bench_cache_options& options) {
       "name and never read before (one per round, run right after that round's resident run); "
       "its files, just written, come from the page cache, as the first run's do";
   std::vector<job_run> runs;
+  report_shuffle resident_shuffle;
   std::uint64_t version = 0;
   fs::path root;
   {
@@ -585,9 +561,7 @@ int run_bench_cache(const bench_cache_options& options) {
     auto expected = expected_answer(data.view());
     dataset_store store(root);
     const std::string name = "bench-cache";
-    std::cout << "job: " << rows << " rows in " << partitions << " partitions, " << options.workers
-              << " worker processes; writing " << options.rounds + 2 << " copies of the dataset"
-              << std::endl;
+    bar.update("cache: writing datasets", 0, 1);
     version = write_dataset(store, name, data.view(), partitions);
     auto warmup = make_job_rows(std::min<size_type>(rows, 10'000));
     (void)write_dataset(store, "bench-cache-warmup", warmup.view(), partitions);
@@ -597,10 +571,13 @@ int run_bench_cache(const bench_cache_options& options) {
       copies.emplace_back(copy, write_dataset(store, copy, data.view(), partitions));
     }
 
-    cache_cluster cluster(options.workers, dir.path);
+    bench_cluster_flags flags;
+    flags.workers = options.workers;
+    bench_cluster_target cluster(flags);
     client_options co;
     co.partitions_per_worker = 2;
-    auto c = client::connect(cluster.address, co);
+    auto c = cluster.connect(co);
+    report.set_cluster(cluster.describe(c));
     auto query = [&](const std::string& dataset) {
       return c.read_dataset(root, dataset, {"key", "v", "x"})
           .group_by({"key"})
@@ -611,6 +588,8 @@ int run_bench_cache(const bench_cache_options& options) {
     };
     // Connections between the processes are made by this untimed job.
     (void)query("bench-cache-warmup").run();
+    bar.update("cache: writing datasets", 1, 1);
+    bar.finish();
     auto before = settled_lookups(c);
     auto run = [&](const std::string& kind, int round, const std::string& dataset,
                    std::uint64_t v) {
@@ -622,6 +601,7 @@ int run_bench_cache(const bench_cache_options& options) {
       auto t0 = clock_type::now();
       auto result = query(dataset).run();
       r.seconds = seconds_since(t0);
+      if (kind == "resident") resident_shuffle = shuffle_of(result.metrics, c.status());
       r.job_seconds = result.metrics.seconds;
       if (!result.metrics.stages.empty()) r.scan_stage_seconds = result.metrics.stages[0].seconds;
       EMBER_EXPECTS(answer_of(result.result.view()) == expected, error,
@@ -631,9 +611,7 @@ int run_bench_cache(const bench_cache_options& options) {
       r.delta = after - before;
       before = after;
       runs.push_back(r);
-      std::cout << "  " << kind << " run" << (round > 0 ? " " + std::to_string(round) : "") << ": "
-                << format("%.3f s", r.seconds) << ", hit rate "
-                << format("%.2f", r.delta.hit_rate()) << std::endl;
+      bar.update("cache: job runs", static_cast<long long>(runs.size()), 1 + 2 * options.rounds);
     };
     run("first", 0, name, version);
     // The next job is placed by the catalog: wait until the workers have reported every scanned
@@ -645,6 +623,7 @@ int run_bench_cache(const bench_cache_options& options) {
       const auto& [copy, copy_version] = copies[static_cast<std::size_t>(r - 1)];
       run("read_again", r, copy, copy_version);
     }
+    bar.finish();
   }
 
   auto of_kind = [&](const std::string& kind, auto get) {
@@ -664,7 +643,7 @@ int run_bench_cache(const bench_cache_options& options) {
     return nlohmann::json{{"seconds", spread(of_kind(kind, secs))},
                           {"hit_rate", spread(of_kind(kind, hit_rate))}};
   };
-  report["job"] = {
+  details["job"] = {
       {"rows", rows},
       {"partitions", partitions},
       {"workers", options.workers},
@@ -687,13 +666,25 @@ int run_bench_cache(const bench_cache_options& options) {
       {"ratios",
        {{"read_again_vs_resident_seconds", again_s.median / resident_s.median},
         {"first_vs_resident_seconds", first.seconds / resident_s.median}}}};
-  report["parameters"] = {{"size", options.size},
-                          {"tier_bytes", report["tiers"]["bytes"]},
-                          {"rows", rows},
-                          {"workers", options.workers},
-                          {"rounds", options.rounds},
-                          {"spill_dir", spill_parent.string()},
-                          {"data_root", root.string()}};
+  std::int64_t table_bytes = rows * 24;  // key, v int64 and x float64
+  report.add_stage({"job: first run (files)",
+                    {first.seconds},
+                    rows,
+                    table_bytes,
+                    "the first group-by over the dataset: reads the files"});
+  report.add_stage({"job: resident", of_kind("resident", secs), rows, table_bytes,
+                    "the same query again: the scanned partitions are in the workers' stores"});
+  report.add_stage({"job: read again", of_kind("read_again", secs), rows, table_bytes, method});
+  report.add_comparison({"job: resident", "the same query reading an identical dataset again",
+                         "peer", "seconds", resident_s.median, again_s.median});
+  report_residency resident_lookups;
+  for (const auto& r : runs) {
+    if (r.kind != "resident") continue;
+    resident_lookups.hits += r.delta.hits;
+    resident_lookups.misses += r.delta.misses;
+  }
+  report.set_residency(resident_lookups);
+  report.set_shuffle(std::move(resident_shuffle));
 
   // ---- the tables ----
   std::cout << "\n";
@@ -724,10 +715,8 @@ int run_bench_cache(const bench_cache_options& options) {
             << "; first run " << format("%.3f s", first.seconds) << "\n"
             << method << "\n"
             << "every run's result matched the answer computed from the rows\n";
-  if (!options.json_path.empty()) {
-    std::ofstream(options.json_path) << report.dump(2) << "\n";
-    std::cout << "\nreport written to " << options.json_path << "\n";
-  }
+  report.print_summary(std::cout);
+  report.write(options.json_path, std::cout);
   return 0;
 }
 

@@ -1,8 +1,8 @@
-#include "bench_env.hpp"
 #include "bench_cluster.hpp"
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -18,64 +18,17 @@
 #include <ember/host/process.hpp>
 #include <ember/scheduler/client.hpp>
 
+#include "bench_cluster_target.hpp"
+#include "bench_env.hpp"
+#include "bench_report.hpp"
 #include "bench_stats.hpp"
 #include "cluster_flags.hpp"
-#include "machine_info.hpp"
-#include "table_printer.hpp"
+#include "progress.hpp"
 
 namespace ember::cli {
 namespace {
 
 using clock_type = std::chrono::steady_clock;
-
-int& clusters_started() {
-  static int n = 0;
-  return n;
-}
-
-// A scheduler and workers of this executable, stopped (SIGKILL) when it goes away. Its logs are
-// removed with it unless EMBER_BENCH_KEEP_LOGS is set.
-class bench_cluster {
- public:
-  bench_cluster(int workers, bool shared_memory, const std::string& backend = "cpu")
-      : _dir(std::filesystem::temp_directory_path() /
-             ("ember-bench-cluster-" + std::to_string(::getpid()) + "-" +
-              std::to_string(clusters_started()++))) {
-    std::filesystem::create_directories(_dir);
-    auto exe = current_executable().string();
-    std::vector<std::string> flags;
-    if (shared_memory) flags.push_back("--shared-memory");
-    std::vector<std::string> sched = {exe,           "scheduler", "--listen",
-                                      "127.0.0.1:0", "--data",    (_dir / "data").string()};
-    sched.insert(sched.end(), flags.begin(), flags.end());
-    _scheduler = std::make_unique<child_process>(sched, _dir / "scheduler", loopback_env);
-    address = _scheduler->wait_for_output("listening on (\\S+)", std::chrono::seconds(30));
-    for (int i = 0; i < workers; ++i) {
-      std::vector<std::string> w = {exe, "worker",        "--scheduler", address,     "--slots",
-                                    "1", "--cpu-threads", "1",           "--backend", backend};
-      w.insert(w.end(), flags.begin(), flags.end());
-      _workers.push_back(
-          std::make_unique<child_process>(w, _dir / ("worker" + std::to_string(i)), loopback_env));
-    }
-    for (auto& w : _workers) w->wait_for_output("ember (worker \\d+)", std::chrono::seconds(30));
-  }
-  ~bench_cluster() {
-    _workers.clear();
-    _scheduler.reset();
-    if (std::getenv("EMBER_BENCH_KEEP_LOGS") != nullptr) {
-      std::cerr << "cluster logs kept in " << _dir.string() << "\n";
-      return;
-    }
-    std::error_code ec;
-    std::filesystem::remove_all(_dir, ec);
-  }
-  std::string address;
-
- private:
-  std::filesystem::path _dir;
-  std::unique_ptr<child_process> _scheduler;
-  std::vector<std::unique_ptr<child_process>> _workers;
-};
 
 // ucx_perftest tag bandwidth between two processes on loopback over `tls`, `size`-byte
 // messages: MB/s as it reports them (MiB per second), or -1 when it is not installed.
@@ -116,198 +69,260 @@ double perftest_bandwidth(const std::string& tls, std::size_t size, std::string&
   }
 }
 
-std::string gbps(double bytes_per_second) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2f GB/s", bytes_per_second / 1e9);
-  return buf;
+// The round whose `seconds` is the median (the first of two middles).
+std::size_t median_index(const std::vector<double>& seconds) {
+  std::vector<std::size_t> order(seconds.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(),
+            [&](std::size_t a, std::size_t b) { return seconds[a] < seconds[b]; });
+  return order[order.size() / 2];
 }
 
-void write_report(const nlohmann::json& report, const std::string& path) {
-  if (path.empty()) return;
-  std::ofstream(path) << report.dump(2) << "\n";
-  std::cout << "\nreport written to " << path << "\n";
+// What one transport's rounds measured.
+struct shuffle_rounds {
+  std::vector<double> map_s, exchange_s, fetch_s, job_s;
+  std::vector<job_metrics> metrics;
+  size_type shuffled = 0, fetched = 0;
+  int retried = 0;
+  cluster_counters moved;
+  report_shuffle links;
+  nlohmann::json cluster;
+};
+
+shuffle_rounds run_shuffle_rounds(const bench_cluster_options& options,
+                                  const bench_cluster_flags& flags, size_type rows, int partitions,
+                                  progress& bar, const std::string& step) {
+  shuffle_rounds out;
+  bench_cluster_target target(flags);
+  client_options co;
+  co.exchange = parse_exchange(options.exchange);
+  co.partitions_per_worker = 2;
+  co.job_timeout = std::chrono::minutes(30);
+  auto c = target.connect(co);
+  out.cluster = target.describe(c);
+  auto job = c.generate("keyed", rows, 42, rows, partitions)
+                 .repartition({"key"})
+                 .group_by({}, {{aggregation_kind::count_all, "", "rows"},
+                                {aggregation_kind::sum, "v", "v_sum"}});
+  cluster_counters before;
+  for (int round = 0; round <= options.rounds; ++round) {
+    bar.update(step, round, options.rounds + 1);
+    if (round == 1) before = settled_counters(c);
+    auto r = job.run();
+    auto counted = r.result.view().column(0).data<std::int64_t>()[0];
+    EMBER_EXPECTS(
+        counted == rows, error,
+        "the shuffle lost rows: " + std::to_string(counted) + " of " + std::to_string(rows));
+    out.retried += r.metrics.retried_tasks;
+    if (round == 0) continue;  // warm-up
+    out.map_s.push_back(r.metrics.stages.at(0).seconds);
+    out.exchange_s.push_back(r.metrics.stages.at(1).seconds);
+    // UCX: the reducers fetched; NCCL: the map stage's output was exchanged in one go.
+    const auto& moved =
+        r.metrics.stages.at(0).bytes_fetched > 0 ? r.metrics.stages.at(0) : r.metrics.stages.at(1);
+    out.fetch_s.push_back(moved.fetch_seconds);
+    out.job_s.push_back(r.metrics.seconds);
+    out.shuffled = r.metrics.stages.at(0).bytes_out;
+    out.fetched = moved.bytes_fetched;
+    out.metrics.push_back(std::move(r.metrics));
+  }
+  bar.update(step, options.rounds + 1, options.rounds + 1);
+  bar.finish();
+  out.moved = counters_between(before, settled_counters(c));
+  out.links = shuffle_of(out.metrics.at(median_index(out.fetch_s)), c.status());
+  return out;
 }
 
 }  // namespace
 
 int run_bench_shuffle(const bench_cluster_options& options) {
-  EMBER_EXPECTS(options.workers >= 1, invalid_input, "bench shuffle needs a worker");
+  const auto& flags = options.cluster;
+  EMBER_EXPECTS(!flags.embedded, invalid_input,
+                "--embedded: the shuffle workload measures transports between worker processes "
+                "(drop --embedded, or use --scheduler HOST:PORT)");
   EMBER_EXPECTS(options.backend == "cpu" || options.backend == "cuda", invalid_input,
                 "--backend: '" + options.backend + "' is not cpu or cuda");
-  EMBER_EXPECTS(options.bytes > 0 && options.rounds >= 1, invalid_input, "bad size or rounds");
+  EMBER_EXPECTS(options.bytes > 0, invalid_input, "--size must be positive");
+  EMBER_EXPECTS(options.rounds >= 1, invalid_input, "--rounds must be at least 1");
+  for (const auto& transport : options.transports)
+    EMBER_EXPECTS(transport == "tcp" || transport == "shm", invalid_input,
+                  "--transport: '" + transport + "' is not one of tcp, shm");
+  (void)parse_exchange(options.exchange);
   set_loopback_env();
   constexpr size_type row_bytes = 24;  // keyed rows: key, v (int64), x (float64)
   auto rows = options.bytes / row_bytes;
-  nlohmann::json report;
-  report["workload"] = "shuffle";
-  report["parameters"] = {{"bytes", rows * row_bytes},  {"rows", rows},
-                          {"workers", options.workers}, {"rounds", options.rounds},
-                          {"backend", options.backend}, {"exchange", options.exchange}};
-  report["machine"] = host_machine_info();
-  report["results"] = nlohmann::json::array();
-  std::vector<std::vector<std::string>> summary;
-  for (const auto& transport : options.transports) {
-    EMBER_EXPECTS(transport == "tcp" || transport == "shm", invalid_input,
-                  "--transport: '" + transport + "' is not tcp or shm");
+  int partitions = flags.workers * 2;
+  bool remote = !flags.scheduler.empty();
+  // A running cluster's transport is its own: one series of rounds there.
+  std::vector<std::string> transports =
+      remote ? std::vector<std::string>{"cluster"} : options.transports;
+  auto parameters = flags.parameters();
+  parameters.update({{"bytes", rows * row_bytes},
+                     {"rows", rows},
+                     {"rounds", options.rounds},
+                     {"backend", options.backend},
+                     {"exchange", options.exchange},
+                     {"transports", transports}});
+  bench_report report("shuffle", parameters);
+  report.not_measured("latency", "the shuffle workload measures bandwidth, not latency");
+  report.details()["results"] = nlohmann::json::array();
+  progress bar;
+  bool first = true;
+  for (const auto& transport : transports) {
     bool shm = transport == "shm";
-    std::cout << "shuffle over " << transport << ": starting " << options.workers << " workers"
-              << std::endl;
-    std::vector<double> exchange_s, fetch_s, map_s, job_s;
-    size_type shuffled = 0, fetched = 0;
-    int retried = 0;
-    int partitions = options.workers * 2;
-    {
-      bench_cluster cluster(options.workers, shm, options.backend);
-      client_options co;
-      co.shared_memory = shm;
-      co.exchange = parse_exchange(options.exchange);
-      co.partitions_per_worker = 2;
-      auto c = client::connect(cluster.address, co);
-      auto job = c.generate("keyed", rows, 42, rows, partitions)
-                     .repartition({"key"})
-                     .group_by({}, {{aggregation_kind::count_all, "", "rows"},
-                                    {aggregation_kind::sum, "v", "v_sum"}});
-      for (int round = 0; round <= options.rounds; ++round) {
-        auto r = job.run();
-        auto counted = r.result.view().column(0).data<std::int64_t>()[0];
-        EMBER_EXPECTS(
-            counted == rows, error,
-            "the shuffle lost rows: " + std::to_string(counted) + " of " + std::to_string(rows));
-        retried += r.metrics.retried_tasks;
-        if (round == 0) continue;  // warm-up
-        map_s.push_back(r.metrics.stages.at(0).seconds);
-        exchange_s.push_back(r.metrics.stages.at(1).seconds);
-        // UCX: the reducers fetched; NCCL: the map stage's output was exchanged in one go.
-        const auto& moved = r.metrics.stages.at(0).bytes_fetched > 0 ? r.metrics.stages.at(0)
-                                                                     : r.metrics.stages.at(1);
-        fetch_s.push_back(moved.fetch_seconds);
-        job_s.push_back(r.metrics.seconds);
-        shuffled = r.metrics.stages.at(0).bytes_out;
-        fetched = moved.bytes_fetched;
-      }
-    }
-    // ucx_perftest runs once the cluster is gone, so that both have the machine to themselves.
+    auto cluster_flags = flags;
+    cluster_flags.backend = options.backend;
+    cluster_flags.shared_memory = shm;
+    auto step = "shuffle " + transport + " round";
+    auto r = run_shuffle_rounds(options, cluster_flags, rows, partitions, bar, step);
     // Blocks a reducer finds on its own worker are taken by reference: only the rest crosses
     // UCX (with hash partitioning, (workers - 1) / workers of the bytes). A worker's bandwidth
     // is what it fetched over the time it spent fetching (first request to last arrival).
-    auto ex = summarize(exchange_s);
-    auto fx = summarize(fetch_s);
-    double remote = static_cast<double>(fetched);
-    double per_worker = remote / options.workers / fx.median;
-    auto block = static_cast<std::size_t>(shuffled / (partitions * partitions));
-    auto message = std::clamp<std::size_t>(block, 64 << 10, 8 << 20);
-    std::string note;
-    // The killed workers' memory goes back to the system first; then the median of three runs,
-    // since a single ucx_perftest on a shared machine swings by a factor of two.
-    std::this_thread::sleep_for(std::chrono::seconds(1));
-    std::vector<double> perftests;
-    for (int i = 0; i < 3; ++i) {
-      double bw = perftest_bandwidth(shm ? "sm,self" : "tcp", message, note);
-      if (bw > 0) perftests.push_back(bw);
+    auto fx = summarize(r.fetch_s);
+    double per_worker = static_cast<double>(r.fetched) / flags.workers / fx.median;
+    std::string label = "shuffle " + transport;
+    report.add_stage({label + ": map", r.map_s, rows, r.shuffled,
+                      "generate and hash-partition the rows into blocks"});
+    report.add_stage({label + ": exchange stage", r.exchange_s, rows, r.shuffled,
+                      "the reduce stage: fetch every block, then count and sum"});
+    report.add_stage({label + ": fetch", r.fetch_s,
+                      rows * r.fetched / std::max<size_type>(1, r.shuffled), r.fetched,
+                      "blocks fetched from other workers: the longest any worker spent fetching "
+                      "(bytes: all workers)"});
+    report.add_stage({label + ": job", r.job_s, rows, rows * row_bytes, "the whole job"});
+    nlohmann::json result = {{"transport", transport},
+                             {"bytes_shuffled", r.shuffled},
+                             {"bytes_crossing_ucx", r.fetched},
+                             {"fetch_seconds", spread(r.fetch_s)},
+                             {"exchange_stage_seconds", spread(r.exchange_s)},
+                             {"retried_tasks", r.retried},
+                             {"bytes_per_second_per_worker", per_worker},
+                             {"bytes_per_second_all_workers", per_worker * flags.workers}};
+    if (first) {
+      report.set_cluster(r.cluster);
+      report.set_tiers(r.moved.tiers);
+      report.set_residency(r.moved.residency);
+      report.set_shuffle(std::move(r.links));
+      first = false;
     }
-    double perftest = perftests.empty() ? -1 : summarize(perftests).median;
-    double ceiling = perftest > 0 ? perftest * 1024 * 1024 : 0;
-    nlohmann::json result = {
-        {"transport", transport},
-        {"bytes_shuffled", shuffled},
-        {"bytes_crossing_ucx", remote},
-        {"fetch_seconds",
-         {{"median", fx.median}, {"min", fx.min}, {"max", fx.max}, {"all", fetch_s}}},
-        {"exchange_stage_seconds",
-         {{"median", ex.median}, {"min", ex.min}, {"max", ex.max}, {"all", exchange_s}}},
-        {"map_seconds", summarize(map_s).median},
-        {"job_seconds", summarize(job_s).median},
-        {"retried_tasks", retried},
-        {"bytes_per_second_per_worker", per_worker},
-        {"bytes_per_second_all_workers", per_worker * options.workers},
-        {"ucx_perftest",
-         {{"test", "tag_bw"},
-          {"tls", shm ? "sm,self" : "tcp"},
-          {"message_bytes", message},
-          {"runs_mib_per_second", perftests},
-          {"bytes_per_second", ceiling}}},
-        {"ratio_to_perftest", ceiling > 0 ? per_worker / ceiling : 0.0},
-        {"all_workers_ratio_to_perftest",
-         ceiling > 0 ? per_worker * options.workers / ceiling : 0.0}};
-    if (!note.empty()) result["ucx_perftest"]["note"] = note;
-    report["results"].push_back(result);
-    char ratio[32], all_ratio[32];
-    std::snprintf(ratio, sizeof ratio, "%.0f%%", ceiling > 0 ? 100 * per_worker / ceiling : 0.0);
-    std::snprintf(all_ratio, sizeof all_ratio, "%.0f%%",
-                  ceiling > 0 ? 100 * per_worker * options.workers / ceiling : 0.0);
-    char secs[32];
-    std::snprintf(secs, sizeof secs, "%.3f", fx.median);
-    char stage[32];
-    std::snprintf(stage, sizeof stage, "%.3f", ex.median);
-    summary.push_back({transport, std::to_string(shuffled >> 20) + " MiB",
-                       std::to_string(fetched >> 20) + " MiB", secs, stage, gbps(per_worker),
-                       ceiling > 0 ? gbps(ceiling) : "n/a", ratio,
-                       gbps(per_worker * options.workers), all_ratio});
+    if (remote) {
+      report.not_measured("ucx_perftest",
+                          "a running cluster's links are not this host's loopback: no ceiling");
+    } else {
+      // ucx_perftest runs once the cluster is gone, so that both have the machine to
+      // themselves; the killed workers' memory goes back to the system first. The median of
+      // three runs: a single ucx_perftest on a shared machine swings by a factor of two.
+      auto block = static_cast<std::size_t>(r.shuffled / (partitions * partitions));
+      auto message = std::clamp<std::size_t>(block, 64 << 10, 8 << 20);
+      std::string note;
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      std::vector<double> perftests;
+      for (int i = 0; i < 3; ++i) {
+        bar.update("ucx_perftest " + transport, i, 3);
+        double bw = perftest_bandwidth(shm ? "sm,self" : "tcp", message, note);
+        if (bw > 0) perftests.push_back(bw * 1024 * 1024);
+      }
+      bar.update("ucx_perftest " + transport, 3, 3);
+      bar.finish();
+      result["ucx_perftest"] = {{"test", "tag_bw"},
+                                {"tls", shm ? "sm,self" : "tcp"},
+                                {"message_bytes", message},
+                                {"runs_bytes_per_second", perftests}};
+      if (!note.empty()) result["ucx_perftest"]["note"] = note;
+      if (perftests.empty()) {
+        report.not_measured("ucx_perftest " + transport, note);
+      } else {
+        auto ceiling = summarize(perftests).median;
+        report.add_comparison({label + ": fetch",
+                               "ucx_perftest tag_bw " + transport + " (one pair of processes)",
+                               "ceiling", "bytes_per_second_per_worker", per_worker, ceiling});
+      }
+    }
+    report.details()["results"].push_back(std::move(result));
   }
-  std::cout << "\n";
-  print_cells({"transport", "shuffled", "over UCX", "fetch s", "stage s", "per worker",
-               "ucx_perftest", "ratio", "all workers", "ratio"},
-              summary, std::cout);
-  write_report(report, options.json_path);
+  if (report.comparisons().empty()) {
+    // No perftest (not installed, or a running cluster): the same shuffle on the embedded
+    // in-process cluster, where blocks never cross a transport, is the ceiling.
+    client_options local;
+    local.workers = flags.workers;
+    local.backend = backend_choice::cpu;
+    local.cpu_threads = 1;
+    local.partitions_per_worker = 2;
+    auto in_process = client::local(local);
+    std::vector<double> seconds;
+    for (int round = 0; round <= options.rounds; ++round) {
+      bar.update("embedded shuffle round", round, options.rounds + 1);
+      auto r = in_process.generate("keyed", rows, 42, rows, partitions)
+                   .repartition({"key"})
+                   .group_by({}, {{aggregation_kind::count_all, "", "rows"}})
+                   .run();
+      if (round > 0) seconds.push_back(r.metrics.seconds);
+    }
+    bar.finish();
+    const auto& job = report.stages().at(3);
+    report.add_comparison({job.name, "the embedded in-process cluster (no transport)", "ceiling",
+                           "seconds", summarize(job.seconds).median, summarize(seconds).median});
+  }
+  report.print_summary(std::cout);
+  report.write(options.json_path, std::cout);
   return 0;
 }
 
 int run_bench_tasks(const bench_cluster_options& options) {
-  EMBER_EXPECTS(options.tasks >= 1 && options.rounds >= 1, invalid_input,
-                "bad task count or rounds");
-  set_loopback_env();
-  nlohmann::json report;
-  report["workload"] = "tasks";
-  report["parameters"] = {
-      {"tasks", options.tasks}, {"workers", options.workers}, {"rounds", options.rounds}};
-  report["machine"] = host_machine_info();
+  const auto& flags = options.cluster;
+  EMBER_EXPECTS(options.tasks >= 1, invalid_input, "--tasks must be positive");
+  EMBER_EXPECTS(options.rounds >= 1, invalid_input, "--rounds must be at least 1");
+  EMBER_EXPECTS(!flags.embedded, invalid_input,
+                "--embedded: the tasks workload compares worker processes with the embedded "
+                "cluster itself (drop --embedded)");
+  auto parameters = flags.parameters();
+  parameters.update({{"tasks", options.tasks}, {"rounds", options.rounds}});
+  bench_report report("tasks", parameters);
+  report.not_measured("tiers", "near-empty tasks move no partitions between tiers");
+  report.not_measured("shuffle", "the tasks workload has no shuffle");
+  report.not_measured("residency", "near-empty tasks read no stored partitions");
+  report.not_measured("latency", "measured as throughput (tasks per second)");
   auto tasks = static_cast<int>(options.tasks);
-  auto measure = [&](client& c) {
+  progress bar;
+  auto measure = [&](client& c, const std::string& step) {
     // One generated row per task: each task is a message there, a near-empty operator, and a
     // one-row result back.
     auto job = c.generate("range", options.tasks, 42, 0, tasks);
-    std::vector<double> rates;
+    std::vector<double> seconds;
     for (int round = 0; round <= options.rounds; ++round) {
+      bar.update(step, round, options.rounds + 1);
       auto t0 = clock_type::now();
       auto r = job.run();
       auto s = seconds_since(t0);
       EMBER_EXPECTS(r.result.num_rows() == options.tasks, error, "tasks lost rows");
-      if (round > 0) rates.push_back(static_cast<double>(options.tasks) / s);
+      if (round > 0) seconds.push_back(s);
     }
-    return summarize(rates);
+    bar.update(step, options.rounds + 1, options.rounds + 1);
+    bar.finish();
+    return seconds;
   };
-  std::cout << "tasks: " << options.tasks << " per job on " << options.workers
-            << " worker processes" << std::endl;
-  stats distributed;
+  std::vector<double> distributed;
   {
-    bench_cluster cluster(options.workers, false);
-    auto c = client::connect(cluster.address);
-    distributed = measure(c);
+    bench_cluster_target target(flags);
+    auto c = target.connect();
+    report.set_cluster(target.describe(c));
+    distributed = measure(c, "tasks on the cluster, round");
   }
   client_options local;
-  local.workers = options.workers;
+  local.workers = flags.workers;
   local.backend = backend_choice::cpu;
   local.cpu_threads = 1;
   auto in_process = client::local(local);
-  auto embedded = measure(in_process);
-  report["results"] = {
-      {{"cluster", "scheduler + worker processes over UCX (tcp, loopback)"},
-       {"tasks_per_second",
-        {{"median", distributed.median}, {"min", distributed.min}, {"max", distributed.max}}}},
-      {{"cluster", "embedded (in-process executor, the ceiling)"},
-       {"tasks_per_second",
-        {{"median", embedded.median}, {"min", embedded.min}, {"max", embedded.max}}}}};
-  report["ratio_to_embedded"] = distributed.median / embedded.median;
-  char a[32], b[32], r[32];
-  std::snprintf(a, sizeof a, "%.0f", distributed.median);
-  std::snprintf(b, sizeof b, "%.0f", embedded.median);
-  std::snprintf(r, sizeof r, "%.0f%%", 100 * distributed.median / embedded.median);
-  std::cout << "\n";
-  print_cells({"cluster", "tasks/s (median)", "vs embedded"},
-              {{"scheduler + " + std::to_string(options.workers) + " worker processes", a, r},
-               {"embedded in-process", b, "100%"}},
-              std::cout);
-  write_report(report, options.json_path);
+  auto embedded = measure(in_process, "tasks embedded, round");
+  report.add_stage({"tasks: scheduler and workers", distributed, options.tasks, options.tasks * 8,
+                    "one-row tasks through the scheduler and the workers"});
+  report.add_stage({"tasks: embedded", embedded, options.tasks, options.tasks * 8,
+                    "the same job on the embedded in-process cluster"});
+  report.add_comparison({"tasks: scheduler and workers",
+                         "the embedded in-process executor (no scheduler, no transport)", "ceiling",
+                         "seconds", summarize(distributed).median, summarize(embedded).median});
+  report.print_summary(std::cout);
+  report.write(options.json_path, std::cout);
   return 0;
 }
 

@@ -41,6 +41,7 @@
 #include "bench_report.hpp"
 #include "bench_stats.hpp"
 #include "machine_info.hpp"
+#include "progress.hpp"
 #include "table_printer.hpp"
 
 namespace ember::cli {
@@ -219,6 +220,9 @@ class first_error {
 struct queue_round {
   double seconds = 0, per_second = 0;
   std::uint64_t redelivered = 0;
+  /// Every put call, and every get (ack_and_get) call that returned a message, of all clients:
+  /// round trips under the full load of the other clients.
+  latency_round put, get;
 };
 
 queue_round measure_queue(const client& admin_client, const std::string& address,
@@ -246,6 +250,12 @@ queue_round measure_queue(const client& admin_client, const std::string& address
   clock_type::time_point last_ack;  // written by the consumer whose ack was the last one
   std::latch ready(producers + consumers), finished(producers + consumers);
   first_error failure;
+  std::mutex latencies_mutex;  // guards the two below: each client adds its samples at its end
+  std::vector<double> put_us, get_us;
+  auto add_samples = [&](std::vector<double>& into, const std::vector<double>& samples) {
+    std::lock_guard lock(latencies_mutex);
+    into.insert(into.end(), samples.begin(), samples.end());
+  };
   // One client per thread: each producer and consumer has a connection of its own, as separate
   // processes would, and none waits behind another's call on a shared connection. Each thread
   // connects before the clock starts (the coordination connection is made on first use, hence
@@ -275,11 +285,16 @@ queue_round measure_queue(const client& admin_client, const std::string& address
       std::vector<std::uint8_t> payload(payload_bytes);
       auto begin = total * static_cast<std::uint64_t>(p) / producers;
       auto end = total * static_cast<std::uint64_t>(p + 1) / producers;
+      std::vector<double> samples;
+      samples.reserve(end - begin);
       first_put[static_cast<std::size_t>(p)] = clock_type::now();
       for (auto i = begin; i < end && !failure.stopped(); ++i) {
         fill_payload(payload, i);
+        auto t0 = clock_type::now();
         (void)q.put(std::span<const std::uint8_t>(payload));
+        samples.push_back(micros(clock_type::now() - t0));
       }
+      add_samples(put_us, samples);
     });
   };
   auto consumer = [&] {
@@ -287,8 +302,11 @@ queue_round measure_queue(const client& admin_client, const std::string& address
       auto seen = acked.load();
       auto progress = clock_type::now();
       std::optional<received_message> done;  // acknowledged with the next get
+      std::vector<double> samples;
       while (!failure.stopped() && acked.load() < total) {
+        auto t0 = clock_type::now();
         auto m = done ? q.ack_and_get(*done, 100ms) : q.get(100ms);
+        if (m) samples.push_back(micros(clock_type::now() - t0));
         if (done) {
           if (acked.fetch_add(1) + 1 == total) last_ack = clock_type::now();
           done.reset();
@@ -320,6 +338,7 @@ queue_round measure_queue(const client& admin_client, const std::string& address
         q.ack(*done);
         if (acked.fetch_add(1) + 1 == total) last_ack = clock_type::now();
       }
+      add_samples(get_us, samples);
     });
   };
   {
@@ -346,7 +365,8 @@ queue_round measure_queue(const client& admin_client, const std::string& address
   EMBER_EXPECTS(info.ready == 0 && info.in_flight == 0, error,
                 "queue " + name + ": " + std::to_string(info.ready) + " ready and " +
                     std::to_string(info.in_flight) + " in-flight messages left over");
-  return {seconds, static_cast<double>(total) / seconds, redelivered.load()};
+  return {seconds, static_cast<double>(total) / seconds, redelivered.load(),
+          summarize_round(std::move(put_us), seconds), summarize_round(std::move(get_us), seconds)};
 }
 
 // ---- peers and ceilings ---------------------------------------------------------------------
@@ -632,6 +652,56 @@ nlohmann::json ratio_or_null(double a, double b) {
   return a > 0 && b > 0 ? nlohmann::json(a / b) : nlohmann::json(nullptr);
 }
 
+// The common report (bench_report.hpp): a stage and latency percentiles per kind of call, the
+// workload's own figures (`own`) as its details.
+bench_report common_report(
+    const nlohmann::json& parameters, nlohmann::json own, const std::vector<latency_round>& pairs,
+    const std::vector<latency_round>& acquires, const std::vector<latency_round>& releases,
+    const std::vector<latency_round>& kvs, const std::vector<queue_round>& queues,
+    const std::vector<queue_round>& durable_queues, const bench_locks_options& options) {
+  bench_report r("locks", parameters);
+  r.not_measured("tiers", "locks, key/value and queues hold no partitions");
+  r.not_measured("shuffle", "no shuffle: clients and the scheduler only");
+  r.not_measured("residency", "no partitions are looked up");
+  auto seconds_of = [](const std::vector<latency_round>& rounds, double count) {
+    return field(rounds, [&](const latency_round& x) { return count / x.per_second; });
+  };
+  auto ops = static_cast<double>(options.ops);
+  constexpr auto payload = static_cast<std::int64_t>(payload_bytes);
+  r.add_stage({"lock acquire+release", seconds_of(pairs, ops), options.ops, 0,
+               "one client: acquire (timeout 10 s, ttl 10 s) + release; rows are pairs"});
+  r.add_stage({"kv set+get", seconds_of(kvs, ops), options.ops, options.ops * 2 * payload,
+               "one client: set + get of one 64-byte value; rows are pairs"});
+  auto queue_stage = [&](const std::string& name, const std::vector<queue_round>& rounds) {
+    r.add_stage({name, field(rounds, [](const queue_round& x) { return x.seconds; }),
+                 options.messages, options.messages * payload,
+                 std::to_string(producers) + " producer and " + std::to_string(consumers) +
+                     " consumer clients: put; get + ack; first put to last ack"});
+  };
+  queue_stage("queue", queues);
+  queue_stage("durable queue", durable_queues);
+  auto latency = [&](const std::string& name, const std::vector<latency_round>& rounds,
+                     size_type count) {
+    r.add_latency({name, count, field(rounds, [](const latency_round& x) { return x.p50_us; }),
+                   field(rounds, [](const latency_round& x) { return x.p99_us; }),
+                   field(rounds, [](const latency_round& x) { return x.max_us; })});
+  };
+  latency("lock acquire+release", pairs, options.ops);
+  latency("lock acquire", acquires, options.ops);
+  latency("lock release", releases, options.ops);
+  latency("kv set+get", kvs, options.ops);
+  auto queue_latency = [&](const std::string& name, const std::vector<queue_round>& rounds) {
+    latency(name + " put (8 clients)", field(rounds, [](const queue_round& x) { return x.put; }),
+            options.messages);
+    latency(name + " get+ack (8 clients; waits while empty)",
+            field(rounds, [](const queue_round& x) { return x.get; }), options.messages);
+  };
+  queue_latency("queue", queues);
+  queue_latency("durable queue", durable_queues);
+  r.details() = std::move(own);
+  return r;
+}
+
 }  // namespace
 
 int run_bench_locks(const bench_locks_options& options) {
@@ -708,15 +778,14 @@ int run_bench_locks(const bench_locks_options& options) {
        {"SET", "GET", "LPUSH", "RPOP"}, {});
 
   // Ember and the peer alternate within each round, so that both see the same machine.
+  progress bar;
   for (int round = 1; round <= options.rounds; ++round) {
-    std::cout << "round " << round << "/" << options.rounds << ": lock and key/value round trips"
-              << std::endl;
+    bar.update("locks round " + std::to_string(round) + ": locks, key/value", 0, 2);
     locks.push_back(measure_lock(c, tag + ".lock", options.ops, warmup));
     kvs.push_back(measure_kv(c, tag + ".key", options.ops, warmup));
     fdatasyncs.push_back(measure_fdatasync(dir, std::min<size_type>(options.ops, 1000)));
     peer({"-c", "1", "-n", ops, "-d", size, "-t", "set,get"}, {"SET", "GET"}, {&sets, &gets});
-    std::cout << "round " << round << "/" << options.rounds << ": queues, " << producers
-              << " producers and " << consumers << " consumers" << std::endl;
+    bar.update("locks round " + std::to_string(round) + ": queues", 1, 2);
     auto suffix = ".r" + std::to_string(round);
     queues.push_back(
         measure_queue(c, address, co, tag + ".queue" + suffix, false, options.messages));
@@ -727,7 +796,9 @@ int run_bench_locks(const bench_locks_options& options) {
          {"LPUSH", "RPOP"}, {&lpushes, &rpops});
     if (auto rt = ucx_round_trip_us(std::max<size_type>(options.ops, 1000), dir, ucx_note))
       ucx_round_trips.push_back(*rt);
+    bar.update("locks round " + std::to_string(round) + ": queues", 2, 2);
   }
+  bar.finish();
 
   // ---- the numbers ----
   auto pairs = field(locks, [](const lock_round& r) { return r.pair; });
@@ -746,21 +817,19 @@ int run_bench_locks(const bench_locks_options& options) {
   };
 
   nlohmann::json report;
-  report["workload"] = "locks";
-  report["parameters"] = {{"ops", options.ops},
-                          {"warmup_ops", warmup},
-                          {"messages", options.messages},
-                          {"payload_bytes", payload_bytes},
-                          {"producers", producers},
-                          {"consumers", consumers},
-                          {"rounds", options.rounds},
-                          {"lock_timeout_ms", 10'000},
-                          {"lock_ttl_ms", 10'000},
-                          {"scheduler", address},
-                          {"scheduler_started_by_bench", scheduler != nullptr},
-                          {"transport", "UCX tcp over loopback"}};
-  if (scheduler) report["parameters"]["scheduler_data_dir"] = (dir / "data").string();
-  report["machine"] = host_machine_info();
+  nlohmann::json parameters = {{"ops", options.ops},
+                               {"warmup_ops", warmup},
+                               {"messages", options.messages},
+                               {"payload_bytes", payload_bytes},
+                               {"producers", producers},
+                               {"consumers", consumers},
+                               {"rounds", options.rounds},
+                               {"lock_timeout_ms", 10'000},
+                               {"lock_ttl_ms", 10'000},
+                               {"scheduler", address},
+                               {"scheduler_started_by_bench", scheduler != nullptr},
+                               {"transport", "UCX tcp over loopback"}};
+  if (scheduler) parameters["scheduler_data_dir"] = (dir / "data").string();
   auto queue_json = [&](const std::vector<queue_round>& rounds, bool durable) {
     nlohmann::json j = {
         {"what", std::to_string(producers) + " producer and " + std::to_string(consumers) +
@@ -933,10 +1002,37 @@ int run_bench_locks(const bench_locks_options& options) {
   };
   if (auto n = stalls(pairs) + stalls(kvs); n > 0)
     std::cout << "lock and key/value round trips over 50 ms: " << n << "\n";
-  if (!options.json_path.empty()) {
-    std::ofstream(options.json_path) << report.dump(2) << "\n";
-    std::cout << "\nreport written to " << options.json_path << "\n";
+  auto common = common_report(parameters, report, pairs, acquires, releases, kvs, queues,
+                              durable_queues, options);
+  common.set_cluster({{"kind", "scheduler"},
+                      {"address", address},
+                      {"transport", "UCX tcp"},
+                      {"workers", nlohmann::json::array()}});
+  if (have_redis) {
+    common.add_comparison({"lock acquire+release", "redis SET + GET p50 (one client)", "peer",
+                           "p50_us", lock_p50, set_get_p50});
+    common.add_comparison({"lock acquire+release", "redis SET p50 (acquire alone)", "peer",
+                           "p50_us", acquire_p50, set_p50});
+    common.add_comparison(
+        {"kv set+get", "redis SET + GET p50 (one client)", "peer", "p50_us", kv_p50, set_get_p50});
+    common.add_comparison({"queue", "redis LPUSH + RPOP pairs (8 clients)", "peer",
+                           "messages_per_second", queue_rate.median, push_pop_rate});
+  } else {
+    common.not_measured("redis", redis.status());
   }
+  if (ucx_rt > 0) {
+    common.add_comparison({"lock acquire+release", "UCX active-message round trip (acquire p50)",
+                           "ceiling", "p50_us", acquire_p50, ucx_rt});
+    common.add_comparison({"kv set+get", "2 UCX round trips + 1 fdatasync", "ceiling", "p50_us",
+                           kv_p50, 2 * ucx_rt + fdatasync_p50});
+  } else {
+    common.not_measured("ucx_perftest", ucx_note);
+  }
+  if (fdatasync_p50 > 0)
+    common.add_comparison({"durable queue", "the non-durable queue", "ceiling",
+                           "messages_per_second", durable_rate.median, queue_rate.median});
+  common.print_summary(std::cout);
+  common.write(options.json_path, std::cout);
   return 0;
 }
 

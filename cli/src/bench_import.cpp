@@ -1,5 +1,6 @@
 #include "bench_import.hpp"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -33,6 +34,8 @@
 #include "machine_info.hpp"
 #include "peer_process.hpp"
 #include "progress.hpp"
+#include "bench_data.hpp"
+#include "bench_env.hpp"
 #include "bench_report.hpp"
 #include "size_parser.hpp"
 #include "table_printer.hpp"
@@ -67,16 +70,6 @@ const csv_schema expected_schema = {{"id", type_id::int64},       {"user", type_
                                     {"country", type_id::string}, {"device", type_id::string}};
 const std::vector<std::string> narrow_columns = {"amount", "country"};
 
-/// splitmix64, as in bench ops: the same seed gives the same file everywhere.
-struct splitmix64 {
-  std::uint64_t state;
-  std::uint64_t next() {
-    std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-};
 
 // ---- answers --------------------------------------------------------------------------------
 
@@ -177,22 +170,6 @@ void put_two(std::string& out, int v) {
   out.push_back(static_cast<char>('0' + v % 10));
 }
 
-/// "YYYY-MM-DD" of a day since the Unix epoch (Howard Hinnant's civil_from_days).
-std::string civil_date(std::int64_t days) {
-  days += 719468;
-  std::int64_t era = (days >= 0 ? days : days - 146096) / 146097;
-  auto doe = days - era * 146097;
-  auto yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  auto doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  auto mp = (5 * doy + 2) / 153;
-  auto d = doy - (153 * mp + 2) / 5 + 1;
-  auto m = mp < 10 ? mp + 3 : mp - 9;
-  auto y = yoe + era * 400 + (m <= 2 ? 1 : 0);
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02d", static_cast<int>(y), static_cast<int>(m),
-                static_cast<int>(d));
-  return buf;
-}
 
 struct generated_file {
   scan_answer answer;  ///< what every scan must give
@@ -475,6 +452,21 @@ struct work_dir {
 };
 
 /// One measure (ember's or the peer's) over the rounds.
+// Seconds to read the whole file with read() in 8 MiB pieces (the import's ceiling: the CSV
+// bytes come from the page cache for both).
+double read_file_seconds(const fs::path& path) {
+  auto t0 = std::chrono::steady_clock::now();
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  EMBER_EXPECTS(fd >= 0, error, "cannot open " + path.string());
+  std::vector<char> buf(std::size_t{8} << 20);
+  while (true) {
+    auto n = ::read(fd, buf.data(), buf.size());
+    if (n <= 0) break;
+  }
+  ::close(fd);
+  return seconds_since(t0);
+}
+
 struct series {
   std::vector<double> seconds;
   std::vector<std::string> failures;  ///< answers that differed, with the round
@@ -518,11 +510,7 @@ int run_bench_import(const bench_import_options& options) {
   std::unique_ptr<peer_process> peer;
   nlohmann::json peer_info;
   if (options.compare == "duckdb") {
-    // The peer script ships with the sources; $EMBER_SOURCE_DIR points elsewhere when the
-    // binary runs away from its build tree.
-    const char* source_env = std::getenv("EMBER_SOURCE_DIR");
-    auto source_dir = fs::path(source_env != nullptr ? source_env : EMBER_SOURCE_DIR);
-    auto script = source_dir / "bench" / "peers" / "duckdb_import.py";
+    auto script = peer_script("duckdb_import.py");
     peer = std::make_unique<peer_process>(std::vector<std::string>{
         options.python, script.string(), "--csv", csv_path.string(), "--dir", dir.path.string(),
         "--threads", std::to_string(options.threads)});
@@ -532,7 +520,7 @@ int run_bench_import(const bench_import_options& options) {
   }
 
   series e_import, e_narrow, e_full, d_import, d_narrow, d_full;
-  std::vector<double> e_parse, e_write, d_narrow_query, d_full_query;
+  std::vector<double> e_parse, e_write, d_narrow_query, d_full_query, csv_read;
   nlohmann::json rounds = nlohmann::json::array();
   nlohmann::json peer_types, peer_file_bytes;
   scan_answer e_narrow_answer, e_full_answer, d_narrow_answer, d_full_answer;
@@ -568,6 +556,7 @@ int run_bench_import(const bench_import_options& options) {
     r["ember_parse_seconds"] = t.parse_seconds;
     r["ember_write_commit_seconds"] = t.write_seconds;
     if (timed) {
+      csv_read.push_back(read_file_seconds(csv_path));
       e_import.seconds.push_back(t.seconds);
       e_parse.push_back(t.parse_seconds);
       e_write.push_back(t.write_seconds);
@@ -623,23 +612,26 @@ int run_bench_import(const bench_import_options& options) {
   // ---- the report -------------------------------------------------------------------------------
   const double narrow_bytes = static_cast<double>(sizes.narrow_raw_bytes);
   const double full_bytes = static_cast<double>(sizes.raw_bytes);
-  nlohmann::json report;
-  report["workload"] = "import";
-  report["parameters"] = {{"size_bytes", bytes},
-                          {"threads", options.threads},
-                          {"rounds", options.rounds},
-                          {"compare", options.compare},
-                          {"seed", seed},
-                          {"partition_rows", partition_rows},
-                          {"compression", "none"},
-                          {"kept_in", options.keep_dir}};
+  bench_report common("import", {{"size_bytes", bytes},
+                                 {"threads", options.threads},
+                                 {"rounds", options.rounds},
+                                 {"compare", options.compare},
+                                 {"seed", seed},
+                                 {"partition_rows", partition_rows},
+                                 {"compression", "none"},
+                                 {"kept_in", options.keep_dir}});
   {
     // The machine as ember's CPU backend sees it with this run's threads.
     context_options co;
     co.backend = backend_choice::cpu;
     co.cpu_threads = options.threads;
-    report["machine"] = machine_info(*context::create(co));
+    common.set_machine(machine_info(*context::create(co)));
   }
+  common.not_measured("tiers", "import and scans run in this process, outside the tiers");
+  common.not_measured("shuffle", "no shuffle: one process");
+  common.not_measured("residency", "scans read the files (no partition store)");
+  common.not_measured("latency", "measured as throughput");
+  auto& report = common.details();
   if (peer_info.is_object()) report["peer"] = peer_info;
   nlohmann::json schema = nlohmann::json::array();
   for (const auto& c : sizes.schema)
@@ -699,6 +691,27 @@ int run_bench_import(const bench_import_options& options) {
   for (const auto* s : {&e_import, &e_narrow, &e_full, &d_import, &d_narrow, &d_full})
     failures.insert(failures.end(), s->failures.begin(), s->failures.end());
   report["answers_match"] = failures.empty();
+  const auto csv = static_cast<std::int64_t>(csv_bytes);
+  const std::int64_t row_count = want.rows;
+  common.add_stage({"import CSV -> dataset", e_import.seconds, row_count, csv,
+                    "read_csv, partitions written and committed (synced); bytes: CSV bytes"});
+  common.add_stage({"scan sum(amount), count(country)", e_narrow.seconds, row_count,
+                    static_cast<std::int64_t>(narrow_bytes), "bytes: raw bytes of the 2 columns"});
+  common.add_stage({"scan every column", e_full.seconds, row_count,
+                    static_cast<std::int64_t>(full_bytes), "bytes: raw bytes of every column"});
+  common.add_comparison({"import CSV -> dataset", "read() of the CSV file (page cache)", "ceiling",
+                         "seconds", median(e_import), summarize(csv_read).median});
+  if (compared) {
+    auto version = "duckdb " + peer_info.value("version", std::string());
+    common.add_comparison(
+        {"import CSV -> dataset", version, "peer", "seconds", median(e_import), median(d_import)});
+    common.add_comparison({"scan sum(amount), count(country)", version, "peer", "seconds",
+                           median(e_narrow), median(d_narrow)});
+    common.add_comparison(
+        {"scan every column", version, "peer", "seconds", median(e_full), median(d_full)});
+  } else {
+    common.not_measured("duckdb", "not asked for (--compare duckdb)");
+  }
 
   // ---- the summary ------------------------------------------------------------------------------
   std::cout << "ember bench import: " << format("%.1f", csv_bytes / 1e6) << " MB of CSV, "
@@ -742,12 +755,8 @@ int run_bench_import(const bench_import_options& options) {
   std::cout << "\nscan rates are raw bytes of the columns read (the same count for both) per "
                "second\n";
   for (const auto& f : failures) std::cout << "DIFFERENT ANSWER: " << f << "\n";
-  if (!options.json_path.empty()) {
-    std::ofstream f(options.json_path);
-    f << report.dump(2) << "\n";
-    if (!f) throw invalid_input("cannot write report '" + options.json_path + "'");
-    std::cout << "report written to " << options.json_path << "\n";
-  }
+  common.print_summary(std::cout);
+  common.write(options.json_path, std::cout);
   return failures.empty() ? 0 : 3;
 }
 

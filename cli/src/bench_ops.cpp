@@ -23,6 +23,9 @@
 #include "bench_stats.hpp"
 #include "machine_info.hpp"
 #include "peer_process.hpp"
+#include "bench_data.hpp"
+#include "bench_env.hpp"
+#include "bench_report.hpp"
 #include "progress.hpp"
 #include "table_printer.hpp"
 
@@ -32,17 +35,6 @@ namespace {
 using clock_type = std::chrono::steady_clock;
 using checksum = std::vector<std::int64_t>;
 
-/// splitmix64: a fast, well-mixed generator, so 20M rows generate in a fraction of a second and
-/// the same seed gives the same data everywhere.
-struct splitmix64 {
-  std::uint64_t state;
-  std::uint64_t next() {
-    std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-};
 
 std::vector<std::int64_t> uniform(size_type n, std::int64_t bound, std::uint64_t seed) {
   std::vector<std::int64_t> v(static_cast<std::size_t>(n));
@@ -230,11 +222,7 @@ int run_bench_ops(const bench_ops_options& options) {
         std::filesystem::temp_directory_path() / ("ember-bench-" + std::to_string(::getpid()));
     std::filesystem::create_directories(data_dir);
     for (const auto& w : workloads) write_inputs(data_dir, w);
-    // The peer script ships with the sources; $EMBER_SOURCE_DIR points elsewhere when the
-    // binary runs away from its build tree.
-    const char* source_env = std::getenv("EMBER_SOURCE_DIR");
-    auto source_dir = std::filesystem::path(source_env != nullptr ? source_env : EMBER_SOURCE_DIR);
-    auto script = source_dir / "bench" / "peers" / "duckdb_ops.py";
+    auto script = peer_script("duckdb_ops.py");
     peer = std::make_unique<peer_process>(
         std::vector<std::string>{options.python, script.string(), "--data", data_dir.string(),
                                  "--threads", std::to_string(options.threads)});
@@ -243,13 +231,17 @@ int run_bench_ops(const bench_ops_options& options) {
       throw error("duckdb peer failed to start: " + peer_info["error"].get<std::string>());
   }
 
-  nlohmann::json report;
-  report["workload"] = "ops";
-  report["parameters"] = {{"rows", options.rows},
-                          {"threads", options.threads},
-                          {"rounds", options.rounds},
-                          {"compare", options.compare}};
-  report["machine"] = machine_info(*ctx);
+  bench_report common("ops", {{"rows", options.rows},
+                              {"threads", options.threads},
+                              {"rounds", options.rounds},
+                              {"compare", options.compare}});
+  common.set_machine(machine_info(*ctx));
+  common.not_measured("tiers", "operators on one context: nothing is spilled");
+  common.not_measured("shuffle", "operators on one context, no cluster");
+  common.not_measured("residency", "operators on one context: no partition store");
+  common.not_measured("latency", "measured as throughput");
+  if (!peer) common.not_measured("duckdb", "not asked for (--compare duckdb)");
+  auto& report = common.details();
   if (peer) report["peer"] = peer_info;
   report["results"] = nlohmann::json::array();
   std::vector<std::vector<std::string>> summary;
@@ -332,6 +324,16 @@ int run_bench_ops(const bench_ops_options& options) {
     }
     report["results"].push_back(result);
     summary.push_back(row);
+    common.add_stage(
+        {w.name, ember_times, w.rows, static_cast<std::int64_t>(input_bytes), w.description});
+    common.add_comparison({w.name, "memcpy of the input bytes (" + ctx->description() + ")",
+                           "ceiling", "seconds", e.median, ceiling});
+    if (peer) {
+      auto version = peer_info.value("version", std::string());
+      common.add_comparison(
+          {w.name, "duckdb " + version + (verdict == "same answer" ? "" : " (DIFFERENT ANSWER)"),
+           "peer", "seconds", e.median, summarize(peer_times).median});
+    }
   }
 
   std::vector<std::string> header{"workload", "ember s (median)", "Mrows/s", "vs memcpy"};
@@ -343,12 +345,8 @@ int run_bench_ops(const bench_ops_options& options) {
   std::cout << "ember bench ops on " << ctx->description() << ", " << options.rounds
             << " rounds, median times" << (peer ? " (ember and DuckDB alternating)" : "") << "\n";
   print_cells(header, summary, std::cout);
-  if (!options.json_path.empty()) {
-    std::ofstream f(options.json_path);
-    f << report.dump(2) << "\n";
-    if (!f) throw invalid_input("cannot write report '" + options.json_path + "'");
-    std::cout << "report written to " << options.json_path << "\n";
-  }
+  common.print_summary(std::cout);
+  common.write(options.json_path, std::cout);
   if (peer) {
     peer->send_line("quit");
     peer.reset();

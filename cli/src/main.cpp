@@ -15,9 +15,11 @@
 
 #include "bench_cache.hpp"
 #include "bench_import.hpp"
+#include "bench_jobs.hpp"
 #include "bench_cluster.hpp"
 #include "bench_coordination.hpp"
 #include "bench_ops.hpp"
+#include "bench_report_render.hpp"
 #include "cache_commands.hpp"
 #include "coordination_commands.hpp"
 #include "data_commands.hpp"
@@ -271,18 +273,21 @@ int run_cli(int argc, char** argv) {
   auto* shuffle_cmd = bench_cmd->add_subcommand(
       "shuffle", "Shuffle bandwidth across worker processes, beside ucx_perftest");
   shuffle_cmd->add_option("--size", shuffle_size, "Bytes shuffled (default 2GB)");
-  shuffle_cmd->add_option("--workers", shuffle.workers, "Worker processes (default 3)");
-  shuffle_cmd->add_option("--transport", shuffle.transports, "tcp and/or shm (default both)");
+  shuffle.cluster.add_to(*shuffle_cmd);
+  shuffle_cmd->add_option("--transport", shuffle.transports, "tcp and/or shm (default both)")
+      ->check(CLI::IsMember({"tcp", "shm"}));
   shuffle_cmd->add_option("--rounds", shuffle.rounds, "Timed rounds (default 3)");
   shuffle_cmd->add_option("--json", shuffle.json_path, "Write the JSON report here");
-  shuffle_cmd->add_option("--backend", shuffle.backend, "The workers' backend: cpu or cuda");
-  shuffle_cmd->add_option("--exchange", shuffle.exchange, "Shuffle path: auto, ucx or nccl");
+  shuffle_cmd->add_option("--backend", shuffle.backend, "The workers' backend: cpu or cuda")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  shuffle_cmd->add_option("--exchange", shuffle.exchange, "Shuffle path: auto, ucx or nccl")
+      ->check(CLI::IsMember({"auto", "ucx", "nccl"}));
   cli::bench_cluster_options tasks;
   std::string tasks_count;
   auto* tasks_cmd = bench_cmd->add_subcommand(
       "tasks", "Near-empty tasks per second through the scheduler and worker processes");
   tasks_cmd->add_option("--tasks", tasks_count, "Tasks per job (default 50000)");
-  tasks_cmd->add_option("--workers", tasks.workers, "Worker processes (default 3)");
+  tasks.cluster.add_to(*tasks_cmd);
   tasks_cmd->add_option("--rounds", tasks.rounds, "Timed rounds (default 3)");
   tasks_cmd->add_option("--json", tasks.json_path, "Write the JSON report here");
   cli::bench_locks_options locks;
@@ -300,6 +305,11 @@ int run_cli(int argc, char** argv) {
   auto* cache_bench_cmd = cache_bench.add_to(*bench_cmd);
   cli::bench_import_options import_bench;
   auto* import_bench_cmd = import_bench.add_to(*bench_cmd);
+  cli::bench_jobs_options wordcount_bench, enrich_bench;
+  auto* wordcount_bench_cmd = wordcount_bench.add_to(*bench_cmd, cli::bench_job::wordcount);
+  auto* enrich_bench_cmd = enrich_bench.add_to(*bench_cmd, cli::bench_job::enrich);
+  cli::bench_report_render_options report_render;
+  auto* report_cmd = report_render.add_to(*bench_cmd);
 
   // ember lock | queue | topic | kv
   cli::coordination_commands coordination(app);
@@ -359,6 +369,9 @@ int run_cli(int argc, char** argv) {
   }
   if (*cache_bench_cmd) return cli::run_bench_cache(cache_bench);
   if (*import_bench_cmd) return cli::run_bench_import(import_bench);
+  if (*wordcount_bench_cmd) return cli::run_bench_jobs(wordcount_bench);
+  if (*enrich_bench_cmd) return cli::run_bench_jobs(enrich_bench);
+  if (*report_cmd) return cli::run_bench_report(report_render);
   if (*sched_cmd) {
     if (!sched_token_file.empty())
       sched.token = parse_value(sources, sched_token_opt,

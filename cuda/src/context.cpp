@@ -10,6 +10,7 @@
 EMBER_DECLARE_BACKENDS(std::unique_ptr<context> make_context(const context_options& options))
 namespace ember::gpu {
 int usable_device_count(std::string& reason) noexcept;
+void query_environment(cuda_environment& env) noexcept;
 memory_resource& pinned_upstream();
 memory_resource& device_resource(int device);
 }  // namespace ember::gpu
@@ -61,6 +62,19 @@ memory_resource& pinned_host_resource() {
 #endif
 }
 std::string cuda_unavailable_reason() { return probe().reason; }
+
+cuda_environment query_cuda_environment() noexcept {
+  cuda_environment env;
+#if EMBER_WITH_CUDA
+  gpu::query_environment(env);
+#endif
+  return env;
+}
+
+std::string cuda_version_text(int version) {
+  if (version <= 0) return "";
+  return std::to_string(version / 1000) + "." + std::to_string(version % 1000 / 10);
+}
 
 context::context(backend_kind kind, context_options options, memory_resource& upstream)
     : _kind(kind), _options(std::move(options)) {

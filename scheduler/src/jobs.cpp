@@ -245,6 +245,7 @@ job_report run_job(client& c, std::string_view name, const job_options& options)
       if (l.label == job.report_label)
         report.stages.push_back({job.report_name, s.seconds, l.rows, l.bytes});
   }
+  report.metrics = m;
   report.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return report;

@@ -51,7 +51,7 @@ TEST_F(bench_cache, a_short_run_writes_a_report_with_every_field) {
   EXPECT_EQ(report["parameters"]["rounds"], 1);
   EXPECT_EQ(report["parameters"]["workers"], 2);
 
-  const auto& tiers = report["tiers"];
+  const auto& tiers = report["details"]["tiers"];
   auto bytes = tiers["bytes"].get<double>();
   EXPECT_GT(bytes, 7e6);
   EXPECT_LT(bytes, 9e6);
@@ -75,7 +75,7 @@ TEST_F(bench_cache, a_short_run_writes_a_report_with_every_field) {
   EXPECT_GT(tiers["spill_file_bytes"].get<double>(), 0);
   EXPECT_GT(tiers["store"]["spilled_to_disk_bytes"].get<double>(), 0);
 
-  const auto& job = report["job"];
+  const auto& job = report["details"]["job"];
   EXPECT_EQ(job["partitions"], 8);
   EXPECT_TRUE(job["results_identical"].get<bool>());
   ASSERT_EQ(job["runs"].size(), 3u) << job["runs"];  // first, resident, read again

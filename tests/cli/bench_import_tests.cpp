@@ -79,12 +79,12 @@ TEST_F(bench_import, a_short_run_writes_a_report_with_every_field) {
   EXPECT_EQ(report["parameters"]["size_bytes"], 4'000'000);
   EXPECT_EQ(report["parameters"]["threads"], 2);
   EXPECT_EQ(report["parameters"]["rounds"], 1);
-  EXPECT_TRUE(report["answers_match"].get<bool>());
+  EXPECT_TRUE(report["details"]["answers_match"].get<bool>());
   EXPECT_FALSE(report.contains("duckdb"));
   EXPECT_FALSE(report.contains("speed_ratio_ember_over_duckdb"));
 
   // About --size bytes of CSV, some 60 bytes a row.
-  const auto& input = report["input"];
+  const auto& input = report["details"]["input"];
   auto csv_bytes = input["csv_bytes"].get<double>();
   EXPECT_GE(csv_bytes, 4e6);
   EXPECT_LT(csv_bytes, 4.01e6);
@@ -97,7 +97,7 @@ TEST_F(bench_import, a_short_run_writes_a_report_with_every_field) {
   EXPECT_LT(expected["count_country"].get<std::int64_t>(), rows);
   EXPECT_GT(expected["count_country"].get<std::int64_t>(), rows * 9 / 10);
 
-  const auto& ember = report["ember"];
+  const auto& ember = report["details"]["ember"];
   const auto& dataset = ember["dataset"];
   EXPECT_EQ(dataset["rows"], rows);
   EXPECT_EQ(dataset["partitions"], 1);
@@ -116,8 +116,8 @@ TEST_F(bench_import, a_short_run_writes_a_report_with_every_field) {
   EXPECT_GT(ember["import"]["parse_seconds"]["median"].get<double>(), 0);
   EXPECT_GT(ember["import"]["write_commit_seconds"]["median"].get<double>(), 0);
   expect_answers(ember["answers"], expected, "ember");
-  ASSERT_EQ(report["rounds"].size(), 1u);
-  EXPECT_GT(report["rounds"][0]["ember_import_seconds"].get<double>(), 0);
+  ASSERT_EQ(report["details"]["rounds"].size(), 1u);
+  EXPECT_GT(report["details"]["rounds"][0]["ember_import_seconds"].get<double>(), 0);
 }
 
 TEST_F(bench_import, keep_leaves_the_csv_and_the_dataset_in_the_folder) {
@@ -153,22 +153,22 @@ TEST_F(bench_import, beside_duckdb_both_give_the_same_answers) {
   EXPECT_NE(r.output.find("ember speed / duckdb"), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("DIFFERENT ANSWER"), std::string::npos) << r.output;
   auto report = read_report(json_path, r.output);
-  EXPECT_TRUE(report["answers_match"].get<bool>());
-  EXPECT_EQ(report["peer"]["peer"], "duckdb");
-  EXPECT_FALSE(report["peer"]["version"].get<std::string>().empty());
-  EXPECT_EQ(report["peer"]["threads"], 2);
+  EXPECT_TRUE(report["details"]["answers_match"].get<bool>());
+  EXPECT_EQ(report["details"]["peer"]["peer"], "duckdb");
+  EXPECT_FALSE(report["details"]["peer"]["version"].get<std::string>().empty());
+  EXPECT_EQ(report["details"]["peer"]["threads"], 2);
 
-  const auto& duckdb = report["duckdb"];
+  const auto& duckdb = report["details"]["duckdb"];
   EXPECT_EQ(duckdb["types"]["amount"], "DOUBLE");
   EXPECT_EQ(duckdb["types"]["ts"], "TIMESTAMP");
   EXPECT_GT(duckdb["file_bytes"].get<double>(), 0);
   expect_measure(duckdb["import"], "csv_bytes_per_second", 1, "duckdb import");
   expect_measure(duckdb["narrow"], "raw_bytes_per_second", 1, "duckdb narrow scan");
   expect_measure(duckdb["full"], "raw_bytes_per_second", 1, "duckdb full scan");
-  expect_answers(duckdb["answers"], report["input"]["expected"], "duckdb");
+  expect_answers(duckdb["answers"], report["details"]["input"]["expected"], "duckdb");
   for (const char* phase : {"import", "narrow", "full"})
-    EXPECT_GT(report["speed_ratio_ember_over_duckdb"][phase].get<double>(), 0) << phase;
-  EXPECT_GT(report["rounds"][0]["duckdb_import_seconds"].get<double>(), 0);
+    EXPECT_GT(report["details"]["speed_ratio_ember_over_duckdb"][phase].get<double>(), 0) << phase;
+  EXPECT_GT(report["details"]["rounds"][0]["duckdb_import_seconds"].get<double>(), 0);
 }
 
 TEST_F(bench_import, bad_flags_exit_2_naming_the_flag) {

@@ -57,7 +57,7 @@ void expect_ember_results(const nlohmann::json& report) {
   EXPECT_TRUE(report["parameters"]["scheduler_started_by_bench"].get<bool>());
   EXPECT_TRUE(report["machine"].contains("git_revision"));
   for (const char* name : {"lock", "kv"}) {
-    const auto& x = report["results"][name];
+    const auto& x = report["details"]["results"][name];
     EXPECT_GT(x["round_trips_per_second"]["median"].get<double>(), 0) << name;
     auto p50 = x["p50_us"]["median"].get<double>();
     auto p99 = x["p99_us"]["median"].get<double>();
@@ -66,48 +66,48 @@ void expect_ember_results(const nlohmann::json& report) {
     EXPECT_LE(p50, p99) << name;
     EXPECT_LE(p99, max) << name;
   }
-  const auto& lock = report["results"]["lock"];
+  const auto& lock = report["details"]["results"]["lock"];
   EXPECT_GT(lock["acquire"]["p50_us"]["median"].get<double>(), 0);
   EXPECT_GT(lock["release"]["p50_us"]["median"].get<double>(), 0);
   // Each acquire is part of its pair, so its order statistics are no larger.
   EXPECT_LE(lock["acquire"]["p50_us"]["median"].get<double>(),
             lock["p50_us"]["median"].get<double>());
   for (const char* name : {"queue", "durable_queue"}) {
-    const auto& q = report["results"][name];
+    const auto& q = report["details"]["results"][name];
     EXPECT_GT(q["messages_per_second"]["median"].get<double>(), 0) << name;
     EXPECT_EQ(q["durable"].get<bool>(), std::string(name) == "durable_queue");
   }
-  EXPECT_GT(report["ratios"]["lock_p50_vs_goal_100us"].get<double>(), 0);
-  EXPECT_GT(report["ratios"]["durable_queue_vs_queue"].get<double>(), 0);
-  ASSERT_TRUE(report["peer"].is_string()) << report["peer"];
-  EXPECT_TRUE(report["ceilings"]["ucx_round_trip"].contains("round_trip_p50_us"));
-  EXPECT_GT(report["ceilings"]["fdatasync"]["p50_us"]["median"].get<double>(), 0);
+  EXPECT_GT(report["details"]["ratios"]["lock_p50_vs_goal_100us"].get<double>(), 0);
+  EXPECT_GT(report["details"]["ratios"]["durable_queue_vs_queue"].get<double>(), 0);
+  ASSERT_TRUE(report["details"]["peer"].is_string()) << report["details"]["peer"];
+  EXPECT_TRUE(report["details"]["ceilings"]["ucx_round_trip"].contains("round_trip_p50_us"));
+  EXPECT_GT(report["details"]["ceilings"]["fdatasync"]["p50_us"]["median"].get<double>(), 0);
 }
 
 void expect_no_peer_numbers(const nlohmann::json& report) {
-  EXPECT_TRUE(report["peer_results"].is_null());
+  EXPECT_TRUE(report["details"]["peer_results"].is_null());
   for (const char* ratio : {"lock_p50_vs_redis_set_p50", "lock_p50_vs_redis_set_plus_get_p50",
                             "kv_p50_vs_redis_set_plus_get_p50", "queue_vs_redis_lpush_rpop_pairs"})
-    EXPECT_TRUE(report["ratios"][ratio].is_null()) << ratio;
+    EXPECT_TRUE(report["details"]["ratios"][ratio].is_null()) << ratio;
 }
 
 TEST_F(bench_locks, a_short_run_writes_a_report_with_every_field) {
   auto report = run_short();
   if (HasFailure()) return;
   expect_ember_results(report);
-  auto peer = report["peer"].get<std::string>();
+  auto peer = report["details"]["peer"].get<std::string>();
   if (peer.rfind("unavailable: ", 0) == 0) {
     expect_no_peer_numbers(report);
     return;
   }
   EXPECT_EQ(peer.rfind("redis-server ", 0), 0u) << peer;
-  const auto& redis = report["peer_results"];
+  const auto& redis = report["details"]["peer_results"];
   for (const char* op : {"set", "get", "lpush", "rpop"})
     EXPECT_GT(redis[op]["ops_per_second"]["median"].get<double>(), 0) << op;
   EXPECT_GT(redis["set_get_pairs_per_second"]["median"].get<double>(), 0);
   EXPECT_GT(redis["lpush_rpop_pairs_per_second"]["median"].get<double>(), 0);
-  EXPECT_GT(report["ratios"]["queue_vs_redis_lpush_rpop_pairs"].get<double>(), 0);
-  EXPECT_GT(report["ratios"]["lock_p50_vs_redis_set_p50"].get<double>(), 0);
+  EXPECT_GT(report["details"]["ratios"]["queue_vs_redis_lpush_rpop_pairs"].get<double>(), 0);
+  EXPECT_GT(report["details"]["ratios"]["lock_p50_vs_redis_set_p50"].get<double>(), 0);
 }
 
 TEST_F(bench_locks, without_redis_on_the_path_the_peer_is_unavailable_and_ember_still_runs) {
@@ -118,12 +118,13 @@ TEST_F(bench_locks, without_redis_on_the_path_the_peer_is_unavailable_and_ember_
   auto report = run_short("PATH=" + empty.string());
   if (HasFailure()) return;
   expect_ember_results(report);
-  EXPECT_EQ(report["peer"].get<std::string>().rfind("unavailable: redis-server is not on PATH", 0),
+  EXPECT_EQ(report["details"]["peer"].get<std::string>().rfind(
+                "unavailable: redis-server is not on PATH", 0),
             0u)
-      << report["peer"];
+      << report["details"]["peer"];
   expect_no_peer_numbers(report);
-  EXPECT_TRUE(report["ceilings"]["ucx_round_trip"]["round_trip_p50_us"].is_null());
-  EXPECT_TRUE(report["ceilings"]["ucx_round_trip"].contains("note"));
+  EXPECT_TRUE(report["details"]["ceilings"]["ucx_round_trip"]["round_trip_p50_us"].is_null());
+  EXPECT_TRUE(report["details"]["ceilings"]["ucx_round_trip"].contains("note"));
 }
 
 }  // namespace

@@ -62,6 +62,12 @@ bool same_token(const std::string& a, const std::string& b) noexcept {
 
 }  // namespace
 
+std::string ucx_version() {
+  unsigned major = 0, minor = 0, release = 0;
+  ucp_get_version(&major, &minor, &release);
+  return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(release);
+}
+
 struct node::impl {
   enum class state { awaiting_hello, awaiting_welcome, open, closing, closed };
 

@@ -22,6 +22,24 @@ int usable_device_count(std::string& reason) noexcept {
   return count;
 }
 
+void query_environment(cuda_environment& env) noexcept {
+  env.toolkit_version = CUDART_VERSION;
+  if (cudaRuntimeGetVersion(&env.runtime_version) != cudaSuccess) env.runtime_version = 0;
+  if (cudaDriverGetVersion(&env.driver_version) != cudaSuccess) env.driver_version = 0;
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) count = 0;
+  for (int d = 0; d < count; ++d) {
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, d) != cudaSuccess) continue;
+    try {
+      env.devices.push_back({prop.name, prop.totalGlobalMem, prop.major, prop.minor});
+    } catch (...) {
+      break;  // out of host memory while describing devices: report what was gathered
+    }
+  }
+  cudaGetLastError();
+}
+
 namespace {
 
 // Stream-ordered device memory (cudaMallocAsync on the device's default pool): frees on a

@@ -2,6 +2,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include <ember/host/memory_resource.hpp>
@@ -23,6 +24,25 @@ enum class backend_choice : std::uint8_t { automatic, cpu, cuda };
 [[nodiscard]] bool cuda_available() noexcept;
 /// Why cuda_available() is false (for skip messages and errors); empty when it is true.
 [[nodiscard]] std::string cuda_unavailable_reason();
+
+/// The CUDA pieces this process sees, for benchmark reports. Versions are CUDA's integer form
+/// (1000 * major + 10 * minor: 13000 is 13.0); 0 where a piece is absent (no CUDA in this build,
+/// no driver installed). `devices` lists the usable GPUs (name, memory, compute capability).
+struct cuda_device_info {
+  std::string name;
+  std::size_t memory_bytes = 0;
+  int compute_major = 0, compute_minor = 0;
+};
+struct cuda_environment {
+  int toolkit_version = 0;  ///< the toolkit ember was compiled with
+  int runtime_version = 0;  ///< the CUDA runtime library loaded
+  int driver_version = 0;   ///< the newest CUDA version the installed driver supports
+  std::vector<cuda_device_info> devices;
+};
+/// Never throws and leaves no sticky CUDA error behind.
+[[nodiscard]] cuda_environment query_cuda_environment() noexcept;
+/// "13.0" for 13000; "" for 0.
+[[nodiscard]] std::string cuda_version_text(int version);
 
 struct context_options {
   backend_choice backend = backend_choice::automatic;

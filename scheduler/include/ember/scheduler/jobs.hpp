@@ -79,6 +79,10 @@ struct job_report {
   /// The datasets the job committed (enrich: its generated input when input_root named none
   /// yet, then the enriched table), in that order.
   std::vector<written_dataset> written;
+  /// The job's own metrics (every stage with its shuffle links, the labels). enrich with
+  /// output_root: the write job's stages, then the summary job's; input rows and bytes are the
+  /// write job's.
+  job_metrics metrics;
 };
 
 /// The built-in jobs' names: enrich, groupby, join, sort, wordcount.

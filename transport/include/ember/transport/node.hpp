@@ -41,6 +41,9 @@ using connection_id = std::uint64_t;
 /// applications number theirs from here.
 inline constexpr std::uint16_t first_application_type = 16;
 
+/// The version of the UCX library this process loaded ("1.13.1"), for reports.
+[[nodiscard]] std::string ucx_version();
+
 struct node_options {
   /// Names this node in logs and in its hello ("scheduler", "worker 127.0.0.1:4101").
   std::string name = "ember";
