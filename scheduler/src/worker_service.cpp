@@ -511,7 +511,17 @@ struct worker_service::impl final : transport::node_handler {
         ++running;
       }
       if (!admit(*t)) continue;
-      execute(s, *t);
+      if (!execute(s, *t)) {
+        // Its inputs did not fit beside what the other running tasks hold: it goes back to
+        // the front of the queue until one of them ends.
+        std::unique_lock lock(mutex);
+        --running;
+        ++held_back;
+        ready.push_front(std::move(t));
+        cv.wait_for(lock, poll_interval);
+        --held_back;
+        continue;
+      }
       {
         std::lock_guard lock(mutex);
         --running;
@@ -521,6 +531,12 @@ struct worker_service::impl final : transport::node_handler {
     }
     // The context stays: blocks this slot wrote may outlive the thread (stop() frees them
     // first, then the contexts).
+  }
+
+  // Whether a task other than the caller's runs on this worker now.
+  bool others_running() {
+    std::lock_guard lock(mutex);
+    return running > 1;
   }
 
   // Spills every unpinned partition of the device tier and waits (bounded) for results on
@@ -570,21 +586,32 @@ struct worker_service::impl final : transport::node_handler {
     }
   }
 
-  void execute(slot& s, task_state& t) noexcept {
+  // Runs the task and reports it. False when it did not start because its inputs do not fit
+  // the device tier while other tasks run here (their pins and scratch will go): the caller
+  // queues it again.
+  bool execute(slot& s, task_state& t) noexcept {
     const auto& m = t.msg;
-    if (t.job->cancelled) return;
+    if (t.job->cancelled) return true;
     auto start = clock_type::now();
     auto problem = take_inputs(t, true);
-    if (problem && problem->lost.empty() && problem->kind == error_kind::out_of_memory) {
+    auto out_of_room = [&] {
+      return problem && problem->lost.empty() && problem->kind == error_kind::out_of_memory;
+    };
+    if (out_of_room()) {
       // No room to bring the inputs up: make all the room there is, then try once more.
       t.pins.clear();
       t.inputs.clear();
       make_all_room();
       problem = take_inputs(t, true);
+      if (out_of_room() && others_running()) {
+        t.pins.clear();
+        t.inputs.clear();
+        return false;
+      }
     }
     if (problem) {
       fail_taking_inputs(t.shared_from_this(), std::move(*problem));
-      return;
+      return true;
     }
     try {
       store->erase_prefix(block_prefix(m.job, m.stage, m.partition));
@@ -691,6 +718,7 @@ struct worker_service::impl final : transport::node_handler {
       drop_fetched(t);
       send_failure(m, kind, message, false);
     }
+    return true;
   }
 
   connection_id scheduler_connection() {
@@ -1103,8 +1131,13 @@ struct worker_service::impl final : transport::node_handler {
         }
       }
       if (auto problem = take_inputs(*t, false)) {
-        fail_taking_inputs(t, std::move(*problem));
-        continue;
+        // Bringing inputs up early is only a head start: no room for them now is no failure
+        // (the task makes room, or waits for it, when it starts); a lost or damaged block is.
+        bool no_room = problem->lost.empty() && problem->kind == error_kind::out_of_memory;
+        if (!no_room) {
+          fail_taking_inputs(t, std::move(*problem));
+          continue;
+        }
       }
       make_ready(std::move(t));
     }

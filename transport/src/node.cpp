@@ -140,6 +140,7 @@ struct node::impl {
   // Progress thread only.
   std::unordered_map<connection_id, connection> connections;
   bool tearing_down = false;   // progress thread: close requests go to `closing`
+  bool refusing = false;       // progress thread: teardown began, connection requests refused
   std::vector<void*> closing;  // close requests teardown waits for
   std::unordered_map<ucp_ep_h, connection_id> by_ep;
   std::deque<std::pair<connection_id, std::string>> failed;  // from error callbacks
@@ -277,6 +278,11 @@ struct node::impl {
   }
 
   void teardown() noexcept {
+    // Connection requests that arrive from here on are refused. The listeners live until no
+    // more progress is made: UCX 1.13 delivers a request already in its handshake to the
+    // listener's callback during a later progress even when the listener is gone (a crash in
+    // ucp_cm_server_conn_request_cb when a worker reconnected while the scheduler stopped).
+    refusing = true;
     for (auto& [id, c] : connections) {
       if (c.st == state::open && !c.raw) send_frame(c, msg_goodbye, {}, {});
     }
@@ -285,8 +291,6 @@ struct node::impl {
     for (auto& [id, c] : connections) ids.push_back(id);
     tearing_down = true;
     for (auto id : ids) drop(id, "the node shut down", false);
-    for (auto* l : listeners) ucp_listener_destroy(l);
-    listeners.clear();
     // Force-closed endpoints complete their close requests during progress: wait for those
     // (at most 200 ms), not a fixed time, so that a short-lived client exits at once.
     auto until = clock_type::now() + std::chrono::milliseconds(200);
@@ -301,6 +305,8 @@ struct node::impl {
     for (int i = 0; i < 20; ++i) (void)ucp_worker_progress(worker);
     for (auto* r : closing) ucp_request_free(r);
     closing.clear();
+    for (auto* l : listeners) ucp_listener_destroy(l);
+    listeners.clear();
     ucp_worker_destroy(worker);
     ucp_cleanup(context);
     worker = nullptr;
@@ -467,6 +473,10 @@ struct node::impl {
     std::string address = "unknown";
     if (ucp_conn_request_query(request, &attr) == UCS_OK)
       address = sockaddr_text(attr.client_address);
+    if (refusing) {
+      for (auto* l : listeners) (void)ucp_listener_reject(l, request);
+      return;
+    }
     std::size_t pending = 0;
     for (auto& [id, c] : connections) pending += c.st == state::awaiting_hello ? 1 : 0;
     if (pending >= max_pending_handshakes) {
