@@ -52,6 +52,12 @@ CLI::App* bench_cache_options::add_to(CLI::App& bench) {
   cmd.add_option("--rounds", rounds, "Timed rounds (default 3)");
   cmd.add_option("--json", json_path, "Write the JSON report here");
   cmd.add_option("--spill-dir", spill_dir, "Folder for spill files (default: the system's temp)");
+  cmd.add_option("--scheduler", scheduler,
+                 "HOST:PORT of a running scheduler for the repeated job (default: start workers)");
+  cmd.add_option("--token-file", token_file, "File holding the cluster token (--scheduler)");
+  cmd.add_option("--data-dir", data_dir,
+                 "Folder for the repeated job's datasets; a running cluster's workers must read "
+                 "it by the same path (default: the system's temp)");
   return &cmd;
 }
 
@@ -65,7 +71,6 @@ using namespace std::chrono_literals;
 constexpr double goal = 0.8;
 constexpr int partitions_per_worker = 4;
 constexpr std::int64_t distinct_keys = 1000;
-
 
 // ---- tiers: the partition store beside memcpy and plain file I/O --------------------------------
 
@@ -452,6 +457,7 @@ int run_bench_cache(const bench_cache_options& options) {
                                 {"workers", options.workers},
                                 {"rounds", options.rounds},
                                 {"spill_dir", spill_parent.string()}});
+  if (!options.scheduler.empty()) report.details()["scheduler"] = options.scheduler;
   report.not_measured("latency", "the cache workload measures bandwidth and job times");
   auto& details = report.details();
   progress bar;
@@ -555,7 +561,9 @@ int run_bench_cache(const bench_cache_options& options) {
   std::uint64_t version = 0;
   fs::path root;
   {
-    private_dir dir(fs::temp_directory_path() / ("ember-bench-cache-job-" + pid));
+    fs::path data_parent =
+        options.data_dir.empty() ? fs::temp_directory_path() : fs::path(options.data_dir);
+    private_dir dir(data_parent / ("ember-bench-cache-job-" + pid));
     root = dir.path / "datasets";
     auto data = make_job_rows(rows);
     auto expected = expected_answer(data.view());
@@ -573,6 +581,8 @@ int run_bench_cache(const bench_cache_options& options) {
 
     bench_cluster_flags flags;
     flags.workers = options.workers;
+    flags.scheduler = options.scheduler;
+    flags.token_file = options.token_file;
     bench_cluster_target cluster(flags);
     client_options co;
     co.partitions_per_worker = 2;

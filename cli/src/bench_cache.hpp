@@ -36,12 +36,17 @@ struct bench_cache_options {
   /// Timed rounds of each part (after one warm-up); the report gives medians with min and max.
   int rounds = 3;
   std::string json_path;
+  /// HOST:PORT of a running scheduler for the job part (empty: start `workers` worker processes
+  /// on loopback), and its token file. Its workers must read `data_dir` by the same path.
+  std::string scheduler, token_file;
+  /// Where the job part's datasets go (empty: the system's temporary folder); removed afterwards.
+  std::string data_dir;
   /// Where the tiers part's spill files and plain file go (empty: the system's temporary
   /// folder); the bench makes a folder of its own inside it and removes it afterwards.
   std::string spill_dir;
 
-  /// Adds the `cache` subcommand to `bench` with --size, --rows, --workers, --rounds, --json and
-  /// --spill-dir, which fill this struct; returns it.
+  /// Adds the `cache` subcommand to `bench` with --size, --rows, --workers, --rounds, --json,
+  /// --spill-dir, --scheduler, --token-file and --data-dir, which fill this struct; returns it.
   CLI::App* add_to(CLI::App& bench);
 };
 

@@ -13,6 +13,7 @@
 #include <string>
 
 #include <gtest/gtest.h>
+#include "common/processes.hpp"
 #include "common/report_schema.hpp"
 #include "common/run_ember.hpp"
 #include <nlohmann/json.hpp>
@@ -176,6 +177,35 @@ TEST_F(bench_report, ops_and_import_report_their_ceilings) {
   expect_common_fields(import);
   EXPECT_EQ(import["stages"].size(), 3u);
   EXPECT_EQ(import["comparisons"][0]["kind"], "ceiling");
+}
+
+// --scheduler: the cluster workloads run on a cluster that was already running (here with a
+// token), report it as such, and still measure its links and stores.
+TEST_F(bench_report, cluster_workloads_run_on_a_running_cluster) {
+  ember::test::cluster_spec spec;
+  spec.workers = 2;
+  spec.token = "bench-report-token";
+  ember::test::local_cluster cluster(spec);
+  auto at = " --scheduler " + cluster.address + " --token-file " + cluster.token_file().string();
+  auto wordcount = run_bench("wordcount --size 1MB --rounds 1" + at);
+  expect_common_fields(wordcount);
+  EXPECT_EQ(wordcount["cluster"]["kind"], "scheduler");
+  EXPECT_EQ(wordcount["cluster"]["address"], cluster.address);
+  EXPECT_EQ(wordcount["cluster"]["workers"].size(), 2u);
+  expect_links(wordcount);
+  EXPECT_GT(wordcount["residency"]["lookups"].get<double>(), 0);
+  auto cache = run_bench("cache --size 2MB --rows 50000 --workers 2 --rounds 1 --data-dir " +
+                         _dir.string() + at);
+  expect_common_fields(cache);
+  EXPECT_EQ(cache["cluster"]["kind"], "scheduler");
+  EXPECT_EQ(cache["residency"]["hit_rate"].get<double>(), 1.0) << cache["residency"];
+  auto tasks = run_bench("tasks --tasks 500 --rounds 1" + at);
+  expect_common_fields(tasks);
+  EXPECT_EQ(tasks["cluster"]["kind"], "scheduler");
+  // Without the token the scheduler refuses the bench, which says so.
+  auto refused = run_ember("bench tasks --tasks 10 --rounds 1 --scheduler " + cluster.address);
+  EXPECT_NE(refused.status, 0) << refused.output;
+  EXPECT_NE(refused.output.find("token"), std::string::npos) << refused.output;
 }
 
 TEST_F(bench_report, bad_flags_list_the_valid_choices) {
