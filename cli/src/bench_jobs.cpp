@@ -75,8 +75,6 @@ using clock_type = std::chrono::steady_clock;
 constexpr std::uint64_t seed = 20260714;
 constexpr std::int64_t ns_per_day = 86'400'000'000'000LL;
 
-
-
 std::string round_name(int round) {
   return round < 0 ? "warm-up" : "round " + std::to_string(round + 1);
 }
@@ -585,25 +583,12 @@ aggregation agg(aggregation_kind kind, std::string column, std::string output) {
   return aggregation{kind, std::move(column), std::move(output)};
 }
 
-/// The enrich job's computed columns, as jobs.cpp adds them.
-std::vector<named_expression> enrich_columns() {
-  auto day = cast(cast(col("ts"), type_id::int64) / lit(std::int64_t{ns_per_day}) *
-                      lit(std::int64_t{ns_per_day}),
-                  type_id::timestamp_ns);
-  return {{"revenue", col("amount") * col("price")},
-          {"day", day},
-          {"bucket", cast(hash({col("user_id")}) % lit(std::int64_t{64}), type_id::int32)},
-          {"is_mobile", col("device") == lit("mobile")},
-          {"is_big_order", col("amount") > lit(100.0)}};
-}
-
 struct summary_row {
   std::string category;
   std::int64_t day = 0;  ///< days since 1970-01-01
   std::int64_t orders = 0;
   double revenue = 0;
 };
-
 
 std::vector<summary_row> summary_of(const table_view& t) {
   std::vector<summary_row> out;
@@ -735,7 +720,7 @@ int run_enrich(const bench_jobs_options& o) {
   };
   auto compute_job = [&] {
     return joined()
-        .with_columns(enrich_columns())
+        .with_columns(enrich_computed_columns())
         .label("enriched")
         .aggregate({agg(aggregation_kind::count_all, "", "rows"),
                     agg(aggregation_kind::sum, "revenue", "revenue")});

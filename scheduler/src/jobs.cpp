@@ -133,19 +133,10 @@ job_run enrich(client& c, const job_options& o) {
     events = c.read_dataset(o.input_root, o.input_dataset);
     items = c.read_dataset(o.input_root, items_name);
   }
-  auto day = cast(cast(col("ts"), type_id::int64) / lit(std::int64_t{ns_per_day}) *
-                      lit(std::int64_t{ns_per_day}),
-                  type_id::timestamp_ns);
-  auto enriched =
-      events->label("events")
-          .join(*items, {"item_id"}, join_kind::inner, join_strategy::broadcast)
-          .with_columns(
-              {{"revenue", col("amount") * col("price")},
-               {"day", day},
-               {"bucket", cast(hash({col("user_id")}) % lit(std::int64_t{64}), type_id::int32)},
-               {"is_mobile", col("device") == lit("mobile")},
-               {"is_big_order", col("amount") > lit(100.0)}})
-          .label("enriched");
+  auto enriched = events->label("events")
+                      .join(*items, {"item_id"}, join_kind::inner, join_strategy::broadcast)
+                      .with_columns(enrich_computed_columns())
+                      .label("enriched");
   auto top = o.top;
   auto summarize = [top](const dataset& rows) {
     auto summary =
@@ -178,6 +169,17 @@ constexpr job_entry jobs[] = {
 };
 
 }  // namespace
+
+std::vector<named_expression> enrich_computed_columns() {
+  auto day = cast(cast(col("ts"), type_id::int64) / lit(std::int64_t{ns_per_day}) *
+                      lit(std::int64_t{ns_per_day}),
+                  type_id::timestamp_ns);
+  return {{"revenue", col("amount") * col("price")},
+          {"day", day},
+          {"bucket", cast(hash({col("user_id")}) % lit(std::int64_t{64}), type_id::int32)},
+          {"is_mobile", col("device") == lit("mobile")},
+          {"is_big_order", col("amount") > lit(100.0)}};
+}
 
 std::vector<std::string> job_names() {
   std::vector<std::string> out;

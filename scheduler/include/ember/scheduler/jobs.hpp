@@ -88,6 +88,10 @@ struct job_report {
 /// The built-in jobs' names: enrich, groupby, join, sort, wordcount.
 [[nodiscard]] std::vector<std::string> job_names();
 
+/// The columns enrich computes on the joined events and items (revenue, day, bucket, is_mobile,
+/// is_big_order), for programs that run parts of its plan (the benchmark times its phases).
+[[nodiscard]] std::vector<named_expression> enrich_computed_columns();
+
 /// Runs the built-in job `name` on `c` and blocks until it is done. Throws ember::invalid_input
 /// for an unknown name (listing the jobs), negative rows, scale or top, wordcount without input
 /// files or with an unreadable one; otherwise what the job threw.
