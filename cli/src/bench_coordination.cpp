@@ -658,8 +658,9 @@ bench_report common_report(
     const nlohmann::json& parameters, nlohmann::json own, const std::vector<latency_round>& pairs,
     const std::vector<latency_round>& acquires, const std::vector<latency_round>& releases,
     const std::vector<latency_round>& kvs, const std::vector<queue_round>& queues,
-    const std::vector<queue_round>& durable_queues, const bench_locks_options& options) {
-  bench_report r("locks", parameters);
+    const std::vector<queue_round>& durable_queues, const bench_locks_options& options,
+    std::chrono::steady_clock::time_point started) {
+  bench_report r("locks", parameters, started);
   r.not_measured("tiers", "locks, key/value and queues hold no partitions");
   r.not_measured("shuffle", "no shuffle: clients and the scheduler only");
   r.not_measured("residency", "no partitions are looked up");
@@ -705,6 +706,7 @@ bench_report common_report(
 }  // namespace
 
 int run_bench_locks(const bench_locks_options& options) {
+  const auto started = clock_type::now();
   EMBER_EXPECTS(options.ops >= 1, invalid_input,
                 "--ops: needs at least 1 round trip, got " + std::to_string(options.ops));
   EMBER_EXPECTS(options.messages >= 1, invalid_input,
@@ -1003,7 +1005,7 @@ int run_bench_locks(const bench_locks_options& options) {
   if (auto n = stalls(pairs) + stalls(kvs); n > 0)
     std::cout << "lock and key/value round trips over 50 ms: " << n << "\n";
   auto common = common_report(parameters, report, pairs, acquires, releases, kvs, queues,
-                              durable_queues, options);
+                              durable_queues, options, started);
   common.set_cluster({{"kind", "scheduler"},
                       {"address", address},
                       {"transport", "UCX tcp"},

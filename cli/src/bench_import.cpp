@@ -70,7 +70,6 @@ const csv_schema expected_schema = {{"id", type_id::int64},       {"user", type_
                                     {"country", type_id::string}, {"device", type_id::string}};
 const std::vector<std::string> narrow_columns = {"amount", "country"};
 
-
 // ---- answers --------------------------------------------------------------------------------
 
 /// What a scan computes. The narrow scan fills rows, sum_amount and count_country; the full one
@@ -169,7 +168,6 @@ void put_two(std::string& out, int v) {
   out.push_back(static_cast<char>('0' + v / 10));
   out.push_back(static_cast<char>('0' + v % 10));
 }
-
 
 struct generated_file {
   scan_answer answer;  ///< what every scan must give
@@ -484,6 +482,7 @@ nlohmann::json measure_json(const series& s, double rows, double bytes, const ch
 }  // namespace
 
 int run_bench_import(const bench_import_options& options) {
+  const auto started = std::chrono::steady_clock::now();
   auto bytes = parse_size(options.size, "--size");
   EMBER_EXPECTS(bytes > 0, invalid_input, "--size: must be more than 0 bytes");
   EMBER_EXPECTS(options.threads >= 1, invalid_input,
@@ -612,14 +611,16 @@ int run_bench_import(const bench_import_options& options) {
   // ---- the report -------------------------------------------------------------------------------
   const double narrow_bytes = static_cast<double>(sizes.narrow_raw_bytes);
   const double full_bytes = static_cast<double>(sizes.raw_bytes);
-  bench_report common("import", {{"size_bytes", bytes},
-                                 {"threads", options.threads},
-                                 {"rounds", options.rounds},
-                                 {"compare", options.compare},
-                                 {"seed", seed},
-                                 {"partition_rows", partition_rows},
-                                 {"compression", "none"},
-                                 {"kept_in", options.keep_dir}});
+  bench_report common("import",
+                      {{"size_bytes", bytes},
+                       {"threads", options.threads},
+                       {"rounds", options.rounds},
+                       {"compare", options.compare},
+                       {"seed", seed},
+                       {"partition_rows", partition_rows},
+                       {"compression", "none"},
+                       {"kept_in", options.keep_dir}},
+                      started);
   {
     // The machine as ember's CPU backend sees it with this run's threads.
     context_options co;

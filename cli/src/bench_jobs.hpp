@@ -11,8 +11,8 @@
 //              (word, count) and the first 20 in (count desc, word asc) order). Peer: DuckDB's
 //              read_csv of the lines, string_split + unnest, GROUP BY, ORDER BY, into a temporary
 //              table, timed around the query alone (both sides start from the files in the page
-//              cache). Ceiling: one thread read()ing every input file (page cache warm) beside
-//              ember's input bytes per second.
+//              cache). Ceiling: a thread per worker read()ing the input files (page cache warm)
+//              beside ember's input bytes per second.
 //   enrich     the reference job: events and items generated once as committed datasets of a
 //              private store (job_options::input_root), then per round run_job("enrich") writing
 //              the enriched table as a fresh dataset (output_root) and its daily summary. The job
@@ -24,9 +24,10 @@
 //              rows, the enriched dataset holds every event, the summary is the same every round
 //              (and equal to DuckDB's). Peer: DuckDB with the same input exported once to CSV and
 //              loaded into its own file; per round CREATE TABLE AS (the same join and columns),
-//              CHECKPOINT, the same summary (bench/peers/duckdb_enrich.py --peer). Ceilings: a
-//              read() of the events' partition files beside the read phase, and a write() + fsync
-//              of as many bytes as the enriched dataset's files beside the write phase.
+//              CHECKPOINT, the same summary (bench/peers/duckdb_enrich.py --peer). Ceilings (a
+//              thread per worker, as the job reads and writes): a read() of the events' partition
+//              files beside the read phase, and a write() + fsync of as many bytes as the
+//              enriched dataset's files beside the write phase.
 //
 // One warm-up, then `rounds` rounds alternating ember, the peer and the ceiling. Cluster flags
 // (bench_cluster_flags): a local scheduler + worker processes by default, --embedded, or a running

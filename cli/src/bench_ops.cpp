@@ -35,7 +35,6 @@ namespace {
 using clock_type = std::chrono::steady_clock;
 using checksum = std::vector<std::int64_t>;
 
-
 std::vector<std::int64_t> uniform(size_type n, std::int64_t bound, std::uint64_t seed) {
   std::vector<std::int64_t> v(static_cast<std::size_t>(n));
   splitmix64 g{seed};

@@ -21,8 +21,11 @@ std::string scaled(double v, const char* const* units, int count, const char* su
   return format(v >= 100 || u == 0 ? "%.0f" : "%.3g", v) + " " + units[u] + suffix;
 }
 
-std::string utc_now() {
-  std::time_t now = std::time(nullptr);
+// The UTC time `ago` before now.
+std::string utc_before(std::chrono::steady_clock::duration ago) {
+  auto then = std::chrono::system_clock::now() -
+              std::chrono::duration_cast<std::chrono::system_clock::duration>(ago);
+  std::time_t now = std::chrono::system_clock::to_time_t(then);
   std::tm tm{};
   gmtime_r(&now, &tm);
   char buf[32];
@@ -61,11 +64,12 @@ double report_comparison::ratio() const noexcept {
   return lower_is_better(metric) ? other / ember : ember / other;
 }
 
-bench_report::bench_report(std::string workload, nlohmann::json parameters)
+bench_report::bench_report(std::string workload, nlohmann::json parameters,
+                           std::chrono::steady_clock::time_point start)
     : _workload(std::move(workload)),
       _parameters(std::move(parameters)),
-      _start(std::chrono::steady_clock::now()),
-      _started_at(utc_now()) {}
+      _start(start),
+      _started_at(utc_before(std::chrono::steady_clock::now() - start)) {}
 
 void bench_report::set_machine(nlohmann::json machine) { _machine = std::move(machine); }
 void bench_report::set_cluster(nlohmann::json cluster) { _cluster = std::move(cluster); }

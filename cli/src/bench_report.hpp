@@ -94,8 +94,10 @@ struct report_comparison {
 
 class bench_report {
  public:
-  /// Starts the report (and its wall clock) of `workload` with its parameters.
-  bench_report(std::string workload, nlohmann::json parameters);
+  /// Starts the report of `workload` with its parameters; its wall clock starts at `start` (the
+  /// command's start, when the report is made after the measurements).
+  bench_report(std::string workload, nlohmann::json parameters,
+               std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now());
 
   /// Machine description (machine_info()); host_machine_info() unless set.
   void set_machine(nlohmann::json machine);
