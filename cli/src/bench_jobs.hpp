@@ -26,8 +26,9 @@
 //              loaded into its own file; per round CREATE TABLE AS (the same join and columns),
 //              CHECKPOINT, the same summary (bench/peers/duckdb_enrich.py --peer). Ceilings (a
 //              thread per worker, as the job reads and writes): a read() of the events' partition
-//              files beside the read phase, and a write() + fsync of as many bytes as the
-//              enriched dataset's files beside the write phase.
+//              files beside the read phase, and that read plus a write() + fsync of as many bytes
+//              as the enriched dataset's files beside the whole job (the write phase, a
+//              difference of two jobs overlapping I/O with work, has no ceiling of its own).
 //
 // One warm-up, then `rounds` rounds alternating ember, the peer and the ceiling. Cluster flags
 // (bench_cluster_flags): a local scheduler + worker processes by default, --embedded, or a running
