@@ -546,6 +546,39 @@ TYPED_TEST_P(groupby_test, many_string_keys) {
   expect_same_rows(mid.view(), reference_group_by(input.view(), {"v"}, aggs));
 }
 
+TYPED_TEST_P(groupby_test, string_keys_that_differ_only_past_their_first_sixteen_bytes) {
+  // The CPU fast path keeps a string key's first 16 bytes and its length inline: keys equal
+  // there and different after, keys of 15, 16 and 17 bytes, empty strings, embedded zero bytes
+  // and nulls must still be told apart (and equal ones found) exactly as the reference does.
+  const std::string prefix = "0123456789abcdef";  // 16 bytes
+  std::vector<std::optional<std::string>> distinct = {
+      std::string(),
+      prefix.substr(0, 15),
+      prefix,
+      prefix + "x",
+      prefix + "y",
+      prefix + "xy",
+      prefix + std::string(24, 'q') + "1",
+      prefix + std::string(24, 'q') + "2",
+      std::string("ab\0cd", 5),
+      std::string("ab\0ce", 5),
+      std::string("ab", 2),
+      std::nullopt,
+  };
+  std::size_t n = 200000;
+  std::vector<std::optional<std::string>> keys(n);
+  std::mt19937_64 rng(77);
+  for (auto& k : keys) k = distinct[rng() % distinct.size()];
+  std::vector<std::pair<std::string, column>> cols;
+  cols.emplace_back("w", make_string_column(keys));
+  cols.emplace_back("v", random_int64(n, -1000, 1000, 0.1, 78));
+  auto input = make_table(std::move(cols));
+  std::vector<aggregation> aggs{{agg::count_all, "", "n"}, {agg::sum, "v", "sum_v"}};
+  auto out = this->run(input, {"w"}, aggs);
+  EXPECT_EQ(out.num_rows(), static_cast<size_type>(distinct.size()));
+  expect_same_rows(out.view(), reference_group_by(input.view(), {"w"}, aggs));
+}
+
 TYPED_TEST_P(groupby_test, rejects_bad_requests_with_clear_messages) {
   auto input = mixed_table(10, 1);
   auto dev = this->up(input.view());
@@ -603,6 +636,7 @@ REGISTER_TYPED_TEST_SUITE_P(groupby_test, small_example_by_hand,
                             sliced_views, float_minimum_and_maximum_order_nan_last,
                             over_a_million_rows_with_a_million_keys,
                             over_a_million_rows_with_a_hundred_keys, many_string_keys,
+                            string_keys_that_differ_only_past_their_first_sixteen_bytes,
                             rejects_bad_requests_with_clear_messages);
 INSTANTIATE_TYPED_TEST_SUITE_P(backends, groupby_test, all_backends);
 

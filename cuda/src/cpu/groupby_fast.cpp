@@ -145,6 +145,7 @@ constexpr std::size_t prefetch_above_bytes = std::size_t{512} << 10;
 template <int W>
 struct word_keys {
   static constexpr int words = W;
+  static constexpr bool emits_rows = false;  // the output keys are unpacked from the words
   const column_device_view* cols;
   int count;
   bool null_word;
@@ -204,6 +205,7 @@ struct word_keys {
 /// column by column (floats: -0.0 equals 0.0 and NaN equals NaN, as in the portable body).
 struct row_keys {
   static constexpr int words = 1;
+  static constexpr bool emits_rows = true;  // the output gathers each group's first row
   const column_device_view* cols;
   int count;
 
@@ -256,6 +258,53 @@ struct row_keys {
     for (int c = 0; c < count; ++c)
       if (!element_equal(cols[c], ra, rb)) return false;
     return true;
+  }
+};
+
+/// One string key (word counts, codes, names): its length and first 16 bytes inline, and the row
+/// that first showed it (for the output, and to compare longer strings). Hashing and comparing
+/// a key of up to 16 bytes then never goes back to the column's characters: a probe touches the
+/// table's cache line only, where row_keys reads the first row's string from anywhere in the
+/// input.
+struct string_key {
+  static constexpr int words = 4;  // row, length (bit 63: null), bytes 0-7, bytes 8-15
+  static constexpr bool emits_rows = true;
+  static constexpr std::uint64_t null_flag = std::uint64_t{1} << 63;
+  static constexpr std::uint64_t inline_bytes = 16;
+  const column_device_view* cols;
+
+  const std::uint64_t* load(size_type row0, int m, std::uint64_t* w) const {
+    const auto& c = cols[0];
+    for (int i = 0; i < m; ++i) {
+      std::uint64_t* k = w + i * words;
+      auto row = row0 + i;
+      k[0] = static_cast<std::uint64_t>(row);
+      k[2] = 0;
+      k[3] = 0;
+      if (!c.is_valid(row)) {
+        k[1] = null_flag;
+        continue;
+      }
+      auto s = c.string_at(row);
+      k[1] = static_cast<std::uint64_t>(s.size);
+      std::memcpy(k + 2, s.data, std::min<std::uint64_t>(k[1], inline_bytes));
+    }
+    return w;
+  }
+  [[nodiscard]] std::uint64_t hash(const std::uint64_t* w) const {
+    if (w[1] > inline_bytes && (w[1] & null_flag) == 0) {
+      auto s = cols[0].string_at(static_cast<size_type>(w[0]));
+      return hash_bytes(s.data, s.size);
+    }
+    std::uint64_t h = 0x2545f4914f6cdd1dULL;
+    for (int i = 1; i < words; ++i) h = folded_multiply(h ^ w[i], 0x9e3779b97f4a7c15ULL);
+    return h;
+  }
+  [[nodiscard]] bool equal(const std::uint64_t* a, const std::uint64_t* b) const {
+    if (a[1] != b[1] || a[2] != b[2] || a[3] != b[3]) return false;
+    if (a[1] <= inline_bytes || (a[1] & null_flag) != 0 || a[0] == b[0]) return true;
+    return cols[0].string_at(static_cast<size_type>(a[0])) ==
+           cols[0].string_at(static_cast<size_type>(b[0]));
   }
 };
 
@@ -843,7 +892,7 @@ template <class Keys>
 table emit(const Keys& keys, const request& req, std::vector<entry_table>& merged,
            const std::vector<std::string>& names, memory_resource& mr, int threads) {
   constexpr int kw = Keys::words;
-  constexpr bool packed = !std::is_same_v<Keys, row_keys>;
+  constexpr bool packed = !Keys::emits_rows;
   std::vector<size_type> offsets(num_partitions + 1, 0);
   for (int p = 0; p < num_partitions; ++p)
     offsets[p + 1] = offsets[p] + static_cast<size_type>(merged[p].groups());
@@ -991,7 +1040,8 @@ std::optional<table> hash_group_by(const table_view& input, const std::vector<st
   }
   int packed_words = static_cast<int>(keys.size()) + (any_nullable ? 1 : 0);
   bool packed = all_words && packed_words <= 3;
-  int key_words = packed ? packed_words : 1;
+  bool one_string = keys.size() == 1 && req.key_types[0] == type_id::string;
+  int key_words = packed ? packed_words : one_string ? string_key::words : row_keys::words;
 
   // With no keys an empty input still has its one group, whose values are then null.
   bool always_count = keys.empty();
@@ -1061,6 +1111,7 @@ std::optional<table> hash_group_by(const table_view& input, const std::vector<st
   auto& mr = ctx.resource();
   const auto* cols = req.keys.data();
   int count = static_cast<int>(req.keys.size());
+  if (one_string) return run(string_key{cols}, req, n, names, mr, threads);
   if (!packed) return run(row_keys{cols, count}, req, n, names, mr, threads);
   switch (key_words) {
     case 0:
