@@ -1006,9 +1006,10 @@ int run_bench_locks(const bench_locks_options& options) {
     std::cout << "lock and key/value round trips over 50 ms: " << n << "\n";
   auto common = common_report(parameters, report, pairs, acquires, releases, kvs, queues,
                               durable_queues, options, started);
-  common.set_cluster({{"kind", "scheduler"},
+  // A scheduler alone: the coordination services need no workers.
+  common.set_cluster({{"kind", scheduler ? "local-processes" : "scheduler"},
                       {"address", address},
-                      {"transport", "UCX tcp"},
+                      {"transport", scheduler ? "UCX tcp over loopback" : "UCX tcp"},
                       {"workers", nlohmann::json::array()}});
   if (have_redis) {
     common.add_comparison({"lock acquire+release", "redis SET + GET p50 (one client)", "peer",

@@ -137,6 +137,7 @@ TEST_F(bench_report, tasks_reports_the_embedded_ceiling) {
 TEST_F(bench_report, locks_reports_lock_and_queue_latency_percentiles) {
   auto r = run_bench("locks --ops 300 --messages 2000 --rounds 1");
   expect_common_fields(r);
+  EXPECT_EQ(r["cluster"]["kind"], "local-processes");  // the scheduler the bench started
   ASSERT_TRUE(r["latency"].is_array());
   std::set<std::string> names;
   for (const auto& l : r["latency"]) {
