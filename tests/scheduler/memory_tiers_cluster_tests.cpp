@@ -73,9 +73,14 @@ const tier_status& tier_of(const worker_status_info& w, const std::string& name)
   throw std::runtime_error("worker " + std::to_string(w.id) + " reports no " + name + " tier");
 }
 
+// Heartbeats of these clusters. Spilling workers write and read files while the machine may be
+// busy with other tests: 250 ms (dead after 2 s of silence) rather than the test default of
+// 100 ms (0.8 s), which a loaded 2-core machine running several tests at once has exceeded.
+constexpr int heartbeat_ms = 250;
+
 // The workers' status once their heartbeats have reported what the job did.
 cluster_status settled_status(client& c) {
-  std::this_thread::sleep_for(400ms);  // heartbeats every 100 ms
+  std::this_thread::sleep_for(std::chrono::milliseconds(3 * heartbeat_ms));
   return c.status();
 }
 
@@ -86,6 +91,7 @@ class memory_tiers_cluster : public ::testing::Test {
 
 TEST_F(memory_tiers_cluster, a_working_set_four_times_the_device_budget_spills_to_host) {
   cluster_spec spec;
+  spec.heartbeat_ms = heartbeat_ms;
   spec.workers = 2;
   spec.worker_args = {"--device-memory-limit", std::to_string(device_budget)};
   local_cluster cluster(spec);
@@ -112,6 +118,7 @@ TEST_F(memory_tiers_cluster, a_working_set_four_times_the_device_budget_spills_t
 TEST_F(memory_tiers_cluster, a_small_host_budget_too_sends_partitions_to_disk) {
   test::temp_dir spill("ember-spill-test");
   cluster_spec spec;
+  spec.heartbeat_ms = heartbeat_ms;
   spec.workers = 2;
   constexpr std::size_t host_budget = std::size_t{6} << 20;
   spec.worker_args = {"--device-memory-limit", std::to_string(device_budget),
@@ -141,6 +148,7 @@ TEST_F(memory_tiers_cluster, a_small_host_budget_too_sends_partitions_to_disk) {
 TEST_F(memory_tiers_cluster, a_damaged_spill_file_is_detected_and_its_block_recomputed) {
   test::temp_dir spill("ember-spill-test");
   cluster_spec spec;
+  spec.heartbeat_ms = heartbeat_ms;
   spec.workers = 2;
   constexpr std::size_t host_budget = std::size_t{6} << 20;
   spec.worker_args = {"--device-memory-limit", std::to_string(device_budget),
@@ -174,6 +182,7 @@ table numbers(size_type rows, std::int64_t base) {
 
 TEST_F(memory_tiers_cluster, the_named_cache_finds_entries_and_reports_a_killed_workers_as_lost) {
   cluster_spec spec;
+  spec.heartbeat_ms = heartbeat_ms;
   spec.workers = 2;
   local_cluster cluster(spec);
   auto c = client::connect(cluster.address);
@@ -232,6 +241,7 @@ TEST_F(memory_tiers_cluster, the_named_cache_finds_entries_and_reports_a_killed_
 
 TEST_F(memory_tiers_cluster, reduce_tasks_run_where_the_catalog_says_their_blocks_are) {
   cluster_spec spec;
+  spec.heartbeat_ms = heartbeat_ms;
   spec.workers = 2;
   local_cluster cluster(spec);
   client_options co;
