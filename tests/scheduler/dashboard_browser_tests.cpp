@@ -128,6 +128,9 @@ TEST_F(dashboard_browser, the_console_check_sees_a_pages_errors) {
 TEST_F(dashboard_browser, shows_the_workers_and_a_running_job_without_console_errors) {
   cluster_spec spec;
   spec.workers = 2;
+  // Jobs and a browser share the machine (with other tests under ctest -j): heartbeats of
+  // 250 ms (dead after 2 s), not the test default of 100 ms (0.8 s), which a loaded run exceeded.
+  spec.heartbeat_ms = 250;
   spec.token = "dashboard-token-42";
   // Beyond loopback (every address), so the page and its fetches need the token.
   spec.scheduler_args = {"--metrics-listen", "0.0.0.0:0"};
