@@ -371,7 +371,8 @@ scan_run ember_scan(const fs::path& root, const std::vector<std::string>& column
   auto manifest = store.read_manifest(dataset_name);
   std::vector<scan_answer> parts(manifest.partitions.size());
   parallel_for(parts.size(), threads, [&](std::size_t i) {
-    auto t = store.read_partition(manifest, i, columns);
+    // Into the host pool, as a CPU worker's scan reads into its tier over that pool.
+    auto t = store.read_partition(manifest, i, columns, default_host_pool());
     parts[i] = answer_of(t.view(), full);
   });
   scan_run r;

@@ -15,8 +15,9 @@
 //            database file (DuckDB) to the answer. "narrow": sum(amount) and count(country)
 //            (ember reads those two columns of every partition); "full": an aggregate over
 //            every column (ember reads every column of every partition). ember reads
-//            partitions with dataset_store::read_partition (as a worker's scan does), `threads`
-//            threads taking partitions in turn. GB/s of the raw bytes of the columns read (the
+//            partitions with dataset_store::read_partition into the host pool (as a CPU
+//            worker's scan reads into its tier over that pool), `threads` threads taking
+//            partitions in turn. GB/s of the raw bytes of the columns read (the
 //            same byte count on both sides), rows/s.
 //
 // One warm-up of everything, then `rounds` rounds, each: ember import, DuckDB import, ember
