@@ -34,6 +34,8 @@
 #include <utility>
 #include <vector>
 
+#include "bench_tier_input.hpp"
+
 namespace ember {
 namespace {
 
@@ -41,55 +43,11 @@ namespace fs = std::filesystem;
 
 constexpr std::size_t target_bytes = std::size_t{256} << 20;
 
-// The buffers of a table without nulls, in order: what a spill has to move.
-std::vector<std::pair<const void*, std::size_t>> pieces_of(const table_view& t) {
-  std::vector<std::pair<const void*, std::size_t>> out;
-  for (const auto& c : t.columns()) {
-    if (c.type() == type_id::string) {
-      out.emplace_back(c.offsets(), static_cast<std::size_t>(c.size() + 1) * sizeof(size_type));
-      out.emplace_back(c.chars(), static_cast<std::size_t>(c.offsets()[c.size()]));
-    } else {
-      out.emplace_back(c.data(), static_cast<std::size_t>(c.size() * size_of(c.type())));
-    }
-  }
-  return out;
-}
+using cli::pieces_of;
 
-struct input {
-  table rows;
-  std::int64_t bytes = 0;
-  std::vector<std::pair<const void*, std::size_t>> pieces;
-};
-
-// int64, float64 and strings of 4 to 12 letters: 32 bytes a row on average.
-const input& data() {
-  static const input d = [] {
-    const auto n = static_cast<size_type>(target_bytes / 32);
-    std::mt19937_64 rng(42);
-    std::vector<std::int64_t> k(static_cast<std::size_t>(n));
-    std::vector<double> v(static_cast<std::size_t>(n));
-    std::vector<size_type> offsets(static_cast<std::size_t>(n) + 1, 0);
-    std::string chars;
-    chars.reserve(static_cast<std::size_t>(n) * 8);
-    for (size_type i = 0; i < n; ++i) {
-      k[i] = static_cast<std::int64_t>(rng());
-      v[i] = static_cast<double>(rng() >> 11) * 0x1p-53 * 1e6;
-      auto r = rng();
-      auto len = 4 + static_cast<int>(r % 9);
-      r /= 9;
-      for (int j = 0; j < len; ++j, r /= 26) chars.push_back(static_cast<char>('a' + r % 26));
-      offsets[i + 1] = static_cast<size_type>(chars.size());
-    }
-    std::vector<column> cols;
-    cols.push_back(make_column<std::int64_t>(type_id::int64, k));
-    cols.push_back(make_column<double>(type_id::float64, v));
-    cols.push_back(make_string_column(offsets, chars));
-    input in;
-    in.rows = table(std::move(cols), {"key", "value", "name"});
-    in.pieces = pieces_of(in.rows.view());
-    for (const auto& [p, size] : in.pieces) in.bytes += static_cast<std::int64_t>(size);
-    return in;
-  }();
+// The table of `ember bench cache` (bench_tier_input.hpp), made once.
+const cli::tier_input& data() {
+  static const cli::tier_input d = cli::make_tier_input(static_cast<size_type>(target_bytes));
   return d;
 }
 

@@ -36,6 +36,7 @@
 #include "bench_cluster_target.hpp"
 #include "bench_env.hpp"
 #include "bench_report.hpp"
+#include "bench_tier_input.hpp"
 #include "bench_stats.hpp"
 #include "progress.hpp"
 #include "size_parser.hpp"
@@ -73,57 +74,6 @@ constexpr int partitions_per_worker = 4;
 constexpr std::int64_t distinct_keys = 1000;
 
 // ---- tiers: the partition store beside memcpy and plain file I/O --------------------------------
-
-// The buffers of a compact table without nulls, in order: what a move has to copy.
-std::vector<std::pair<const void*, std::size_t>> pieces_of(const table_view& t) {
-  std::vector<std::pair<const void*, std::size_t>> out;
-  for (const auto& c : t.columns()) {
-    if (c.type() == type_id::string) {
-      auto first = c.offsets()[0];
-      out.emplace_back(c.offsets(), static_cast<std::size_t>(c.size() + 1) * sizeof(size_type));
-      out.emplace_back(c.chars() + first, static_cast<std::size_t>(c.offsets()[c.size()] - first));
-    } else {
-      out.emplace_back(c.data(), static_cast<std::size_t>(c.size() * size_of(c.type())));
-    }
-  }
-  return out;
-}
-
-struct tier_input {
-  table rows;
-  std::int64_t bytes = 0;
-  std::vector<std::pair<const void*, std::size_t>> pieces;
-};
-
-// int64, float64 and strings of 4 to 12 letters (32 bytes a row on average), seed 42.
-tier_input make_tier_input(size_type target_bytes) {
-  const auto n = std::max<size_type>(1, target_bytes / 32);
-  std::mt19937_64 rng(42);
-  std::vector<std::int64_t> k(static_cast<std::size_t>(n));
-  std::vector<double> v(static_cast<std::size_t>(n));
-  std::vector<size_type> offsets(static_cast<std::size_t>(n) + 1, 0);
-  std::string chars;
-  chars.reserve(static_cast<std::size_t>(n) * 8);
-  for (size_type i = 0; i < n; ++i) {
-    auto at = static_cast<std::size_t>(i);
-    k[at] = static_cast<std::int64_t>(rng());
-    v[at] = static_cast<double>(rng() >> 11) * 0x1p-53 * 1e6;
-    auto r = rng();
-    auto len = 4 + static_cast<int>(r % 9);
-    r /= 9;
-    for (int j = 0; j < len; ++j, r /= 26) chars.push_back(static_cast<char>('a' + r % 26));
-    offsets[at + 1] = static_cast<size_type>(chars.size());
-  }
-  std::vector<column> cols;
-  cols.push_back(make_column<std::int64_t>(type_id::int64, k));
-  cols.push_back(make_column<double>(type_id::float64, v));
-  cols.push_back(make_string_column(offsets, chars));
-  tier_input in;
-  in.rows = table(std::move(cols), {"key", "value", "name"});
-  in.pieces = pieces_of(in.rows.view());
-  for (const auto& [p, size] : in.pieces) in.bytes += static_cast<std::int64_t>(size);
-  return in;
-}
 
 bool same_bytes(const table_view& t, const tier_input& in) {
   if (t.num_rows() != in.rows.num_rows() || t.names() != in.rows.names()) return false;
@@ -367,43 +317,6 @@ answer answer_of(const table_view& result) {
   return out;
 }
 
-/// The workers' partition-store lookups, summed over the live workers.
-struct lookups {
-  std::int64_t hits = 0, tier_hits = 0, misses = 0;
-  [[nodiscard]] std::int64_t total() const { return hits + misses; }
-  [[nodiscard]] double hit_rate() const {
-    return total() == 0 ? 0.0 : static_cast<double>(hits) / static_cast<double>(total());
-  }
-  lookups operator-(const lookups& o) const {
-    return {hits - o.hits, tier_hits - o.tier_hits, misses - o.misses};
-  }
-  bool operator==(const lookups&) const = default;
-};
-
-lookups lookups_now(const client& c) {
-  lookups l;
-  for (const auto& w : c.status().workers) {
-    if (!w.alive) continue;
-    l.hits += w.hits;
-    l.tier_hits += w.tier_hits;
-    l.misses += w.misses;
-  }
-  return l;
-}
-
-// Workers report their counters with each heartbeat (250 ms): the counters once two readings a
-// heartbeat and more apart agree (at most ~6 s).
-lookups settled_lookups(const client& c) {
-  auto last = lookups_now(c);
-  for (int i = 0; i < 20; ++i) {
-    std::this_thread::sleep_for(300ms);
-    auto now = lookups_now(c);
-    if (now == last) return now;
-    last = now;
-  }
-  return last;
-}
-
 // Scanned partitions of version `version` of `name` that the residency catalog places on a
 // worker (the keys dataset_scan_key makes).
 int resident_partitions(const client& c, const fs::path& root, const std::string& name,
@@ -421,7 +334,7 @@ struct job_run {
   std::string dataset;
   double seconds = 0, job_seconds = 0, scan_stage_seconds = 0;
   int resident_before = 0;
-  lookups delta;
+  report_residency delta;  ///< the run's store lookups, summed over the workers
 };
 
 nlohmann::json to_json(const job_run& r, int partitions) {
@@ -600,7 +513,7 @@ int run_bench_cache(const bench_cache_options& options) {
     (void)query("bench-cache-warmup").run();
     bar.update("cache: writing datasets", 1, 1);
     bar.finish();
-    auto before = settled_lookups(c);
+    auto before = settled_counters(c);
     auto run = [&](const std::string& kind, int round, const std::string& dataset,
                    std::uint64_t v) {
       job_run r;
@@ -617,8 +530,8 @@ int run_bench_cache(const bench_cache_options& options) {
       EMBER_EXPECTS(answer_of(result.result.view()) == expected, error,
                     "the " + kind + " run (round " + std::to_string(round) + ") over " + dataset +
                         " gave another result than the rows hold");
-      auto after = settled_lookups(c);
-      r.delta = after - before;
+      auto after = settled_counters(c);
+      r.delta = counters_between(before, after).residency;
       before = after;
       runs.push_back(r);
       bar.update("cache: job runs", static_cast<long long>(runs.size()), 1 + 2 * options.rounds);
@@ -691,6 +604,7 @@ int run_bench_cache(const bench_cache_options& options) {
   for (const auto& r : runs) {
     if (r.kind != "resident") continue;
     resident_lookups.hits += r.delta.hits;
+    resident_lookups.tier_hits += r.delta.tier_hits;
     resident_lookups.misses += r.delta.misses;
   }
   report.set_residency(resident_lookups);
@@ -711,7 +625,7 @@ int run_bench_cache(const bench_cache_options& options) {
                                                 std::to_string(r.round),
                         r.dataset, format("%.3f", r.seconds), format("%.3f", r.scan_stage_seconds),
                         std::to_string(r.resident_before) + "/" + std::to_string(partitions),
-                        std::to_string(r.delta.total()), std::to_string(r.delta.misses),
+                        std::to_string(r.delta.lookups()), std::to_string(r.delta.misses),
                         format("%.2f", r.delta.hit_rate())});
   }
   print_cells({"run", "dataset", "seconds", "scan stage s", "inputs resident", "lookups", "misses",

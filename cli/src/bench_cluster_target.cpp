@@ -195,6 +195,7 @@ cluster_counters counters_of(const cluster_status& status) {
       t.device_limit_bytes = std::max(t.device_limit_bytes, static_cast<std::int64_t>(tier.limit));
     }
     c.residency.hits += w.hits;
+    c.residency.tier_hits += w.tier_hits;
     c.residency.misses += w.misses;
   }
   return c;
@@ -211,6 +212,7 @@ cluster_counters counters_between(const cluster_counters& before, const cluster_
   t.spill_seconds -= before.tiers.spill_seconds;
   t.unspill_seconds -= before.tiers.unspill_seconds;
   d.residency.hits -= before.residency.hits;
+  d.residency.tier_hits -= before.residency.tier_hits;
   d.residency.misses -= before.residency.misses;
   return d;
 }

@@ -144,13 +144,11 @@ nlohmann::json bench_report::to_json() const {
     j["shuffle"] = explained("shuffle");
   }
   if (_residency) {
-    auto lookups = _residency->hits + _residency->misses;
-    j["residency"] = {
-        {"lookups", lookups},
-        {"hits", _residency->hits},
-        {"misses", _residency->misses},
-        {"hit_rate",
-         lookups > 0 ? static_cast<double>(_residency->hits) / static_cast<double>(lookups) : 0.0}};
+    j["residency"] = {{"lookups", _residency->lookups()},
+                      {"hits", _residency->hits},
+                      {"tier_hits", _residency->tier_hits},
+                      {"misses", _residency->misses},
+                      {"hit_rate", _residency->hit_rate()}};
   } else {
     j["residency"] = explained("residency");
   }
@@ -220,9 +218,8 @@ void bench_report::print_summary(std::ostream& out) const {
     if (!rows.empty()) print_cells({"from", "to", "bytes", "seconds", "bandwidth"}, rows, out);
   }
   if (_residency) {
-    auto lookups = _residency->hits + _residency->misses;
-    out << "\nresidency: " << _residency->hits << " hits of " << lookups << " lookups ("
-        << format("%.2f", lookups > 0 ? double(_residency->hits) / double(lookups) : 0.0) << ")\n";
+    out << "\nresidency: " << _residency->hits << " hits of " << _residency->lookups()
+        << " lookups (" << format("%.2f", _residency->hit_rate()) << ")\n";
   }
   if (!_latency.empty()) {
     rows.clear();

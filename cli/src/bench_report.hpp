@@ -68,9 +68,15 @@ struct report_shuffle {
   std::vector<report_link> links;
 };
 
-/// Partition-store lookups (a delta over the measured runs, summed over workers).
+/// Partition-store lookups (a delta over the measured runs, summed over workers): those that
+/// found their partition (hits; tier_hits of them already in the tier asked for) or not.
 struct report_residency {
-  std::int64_t hits = 0, misses = 0;
+  std::int64_t hits = 0, tier_hits = 0, misses = 0;
+  [[nodiscard]] std::int64_t lookups() const noexcept { return hits + misses; }
+  /// hits / lookups, 0 without lookups.
+  [[nodiscard]] double hit_rate() const noexcept {
+    return lookups() == 0 ? 0.0 : static_cast<double>(hits) / static_cast<double>(lookups());
+  }
 };
 
 /// Latency percentiles of one kind of operation, per round (microseconds).
