@@ -1497,29 +1497,31 @@ table dataset_store::read_partition(const dataset_manifest& manifest, std::size_
   auto where = "dataset " + in_quotes(manifest.dataset) + " version " +
                std::to_string(manifest.version) + ": partition file " + path.string();
   EMBER_EXPECTS(path_exists(path), invalid_input, where + " is missing");
-  auto info = read_partition_info(path);
-  auto mismatch = [&](const std::string& what) {
-    return invalid_input(where + " does not match the manifest: " + what);
+  // The footer is checked against the manifest as the file is opened for reading.
+  auto matches_manifest = [&](const partition_file_info& info) {
+    auto mismatch = [&](const std::string& what) {
+      return invalid_input(where + " does not match the manifest: " + what);
+    };
+    if (info.file_bytes != p.bytes)
+      throw mismatch(std::to_string(info.file_bytes) + " bytes, the manifest says " +
+                     std::to_string(p.bytes));
+    if (info.footer_checksum != p.footer_checksum)
+      throw mismatch("footer checksum " + hex16(info.footer_checksum) + ", the manifest says " +
+                     hex16(p.footer_checksum));
+    if (info.rows != p.rows)
+      throw mismatch(std::to_string(info.rows) + " rows, the manifest says " +
+                     std::to_string(p.rows));
+    bool same = info.columns.size() == manifest.schema.size();
+    for (std::size_t c = 0; same && c < info.columns.size(); ++c) {
+      const auto& a = info.columns[c];
+      const auto& b = manifest.schema[c];
+      same = a.name == b.name && a.type == b.type && (!a.nullable || b.nullable);
+    }
+    if (!same)
+      throw mismatch("columns " + describe(info.columns) + ", the manifest says " +
+                     describe(manifest.schema));
   };
-  if (info.file_bytes != p.bytes)
-    throw mismatch(std::to_string(info.file_bytes) + " bytes, the manifest says " +
-                   std::to_string(p.bytes));
-  if (info.footer_checksum != p.footer_checksum)
-    throw mismatch("footer checksum " + hex16(info.footer_checksum) + ", the manifest says " +
-                   hex16(p.footer_checksum));
-  if (info.rows != p.rows)
-    throw mismatch(std::to_string(info.rows) + " rows, the manifest says " +
-                   std::to_string(p.rows));
-  bool same = info.columns.size() == manifest.schema.size();
-  for (std::size_t c = 0; same && c < info.columns.size(); ++c) {
-    const auto& a = info.columns[c];
-    const auto& b = manifest.schema[c];
-    same = a.name == b.name && a.type == b.type && (!a.nullable || b.nullable);
-  }
-  if (!same)
-    throw mismatch("columns " + describe(info.columns) + ", the manifest says " +
-                   describe(manifest.schema));
-  return read_partition_file(path, columns, mr);
+  return read_partition_file(path, columns, mr, matches_manifest);
 }
 
 table dataset_store::read(std::string_view name, std::optional<std::uint64_t> version,

@@ -1011,10 +1011,17 @@ partition_file_info read_partition_info(const fs::path& path) {
 
 table read_partition_file(const fs::path& path, const std::vector<std::string>& columns,
                           memory_resource& mr) {
+  return read_partition_file(path, columns, mr, {});
+}
+
+table read_partition_file(const fs::path& path, const std::vector<std::string>& columns,
+                          memory_resource& mr,
+                          const std::function<void(const partition_file_info&)>& check) {
   EMBER_EXPECTS(mr.kind() != memory_kind::device, invalid_input,
                 named(path) + "cannot read into device memory: pass a host memory resource");
   file_descriptor file(path, O_RDONLY);
   auto info = read_info(path, file);
+  if (check) check(info);
   std::vector<column_builder> out;
   std::vector<std::string> names;
   if (columns.empty()) {

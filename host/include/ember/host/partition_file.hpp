@@ -63,6 +63,7 @@
 // Every failure names the file, and the column and row group for a chunk.
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -206,6 +207,12 @@ partition_file_info write_partition_file(const std::filesystem::path& path, cons
 [[nodiscard]] table read_partition_file(const std::filesystem::path& path,
                                         const std::vector<std::string>& columns = {},
                                         memory_resource& mr = default_host_resource());
+
+/// read_partition_file that first hands the file's footer to `check` (which throws to refuse the
+/// file, e.g. when it does not match a manifest), so the footer is read once, not twice.
+[[nodiscard]] table read_partition_file(
+    const std::filesystem::path& path, const std::vector<std::string>& columns, memory_resource& mr,
+    const std::function<void(const partition_file_info&)>& check);
 
 /// Comparisons a scan can test against statistics (the names of ember::binary_op's).
 enum class comparison : std::uint8_t { eq, ne, lt, le, gt, ge };
