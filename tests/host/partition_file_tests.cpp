@@ -67,47 +67,6 @@ std::string expect_rejected(F&& f, const std::vector<std::string>& fragments) {
   return {};
 }
 
-// A table of every type; every `null_every`-th row of each column is null (0: no null masks).
-table all_types(std::size_t n, int null_every, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<std::int32_t> i32(n);
-  std::vector<std::int64_t> i64(n), ts(n);
-  std::vector<float> f32(n);
-  std::vector<double> f64(n);
-  std::vector<std::uint8_t> b(n);
-  std::vector<std::optional<std::string>> s(n);
-  std::vector<bool> valid(n, true);
-  for (std::size_t i = 0; i < n; ++i) {
-    i32[i] = static_cast<std::int32_t>(rng());
-    i64[i] = static_cast<std::int64_t>(rng());
-    ts[i] = static_cast<std::int64_t>(rng() % 4'000'000'000'000'000'000ULL) - 1'000'000'000;
-    f32[i] = static_cast<float>(static_cast<std::int64_t>(rng() % 2'000'001) - 1'000'000) / 7.0f;
-    f64[i] = static_cast<double>(static_cast<std::int64_t>(rng())) / 3.0;
-    b[i] = static_cast<std::uint8_t>(rng() & 1);
-    s[i] = std::string(rng() % 13, static_cast<char>('a' + rng() % 26));
-    if (null_every > 0 && (i + seed) % static_cast<std::size_t>(null_every) == 0) {
-      valid[i] = false;
-      s[i].reset();
-    }
-  }
-  auto v = null_every > 0 ? valid : std::vector<bool>{};
-  std::vector<std::pair<std::string, column>> cols;
-  cols.emplace_back("i32", make_column<std::int32_t>(type_id::int32, i32, v));
-  cols.emplace_back("i64", make_column<std::int64_t>(type_id::int64, i64, v));
-  cols.emplace_back("f32", make_column<float>(type_id::float32, f32, v));
-  cols.emplace_back("f64", make_column<double>(type_id::float64, f64, v));
-  cols.emplace_back("flag", make_column<std::uint8_t>(type_id::bool8, b, v));
-  cols.emplace_back("at", make_column<std::int64_t>(type_id::timestamp_ns, ts, v));
-  if (null_every > 0) {
-    cols.emplace_back("name", make_string_column(s));
-  } else {
-    std::vector<std::string> plain;
-    for (auto& x : s) plain.push_back(*x);
-    cols.emplace_back("name", make_string_column(plain));
-  }
-  return make_table(std::move(cols));
-}
-
 // A table of the named columns (make_table's pairs cannot come from a braced list: columns move).
 template <class... Cols>
 table table_of(const std::vector<std::string>& names, Cols&&... cols) {
