@@ -37,6 +37,8 @@ import subprocess
 import sys
 import time
 
+import line_peer
+
 
 def run(cmd, **kw):
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
@@ -101,35 +103,26 @@ def load(duckdb, db, events_csv, items_csv, threads):
 
 def peer(args):
     """`ember bench enrich --compare duckdb`'s peer: commands on stdin, JSON lines out."""
-    try:
+    state = {}
+
+    def start():
         import duckdb
         for path in (args.db, args.db + ".wal"):
             if os.path.exists(path):
                 os.remove(path)
         t = time.perf_counter()
         load(duckdb, args.db, args.events_csv, args.items_csv, args.threads)
-        print(json.dumps({"ready": True, "peer": "duckdb", "version": duckdb.__version__,
-                          "threads": args.threads, "load_seconds": time.perf_counter() - t,
-                          "database": args.db}), flush=True)
-    except Exception as e:  # the caller reports it; never hang it
-        print(json.dumps({"error": repr(e)}), flush=True)
-        return 1
-    for line in sys.stdin:
-        cmd = line.split()
-        if not cmd or cmd[0] == "quit":
-            break
-        try:
-            if cmd[0] == "run":
-                seconds, summary, rows = duckdb_round(duckdb, args.db, args.threads)
-                print(json.dumps({
-                    "seconds": seconds, "enriched_rows": rows,
-                    "summary": [[c, d.strftime("%Y-%m-%d"), n, r] for c, d, n, r in summary],
-                    "file_bytes": os.path.getsize(args.db)}), flush=True)
-            else:
-                print(json.dumps({"error": f"unknown command {cmd[0]!r}"}), flush=True)
-        except Exception as e:
-            print(json.dumps({"error": repr(e)}), flush=True)
-    return 0
+        state["duckdb"] = duckdb
+        return {"peer": "duckdb", "version": duckdb.__version__, "threads": args.threads,
+                "load_seconds": time.perf_counter() - t, "database": args.db}
+
+    def run(_):
+        seconds, summary, rows = duckdb_round(state["duckdb"], args.db, args.threads)
+        return {"seconds": seconds, "enriched_rows": rows,
+                "summary": [[c, d.strftime("%Y-%m-%d"), n, r] for c, d, n, r in summary],
+                "file_bytes": os.path.getsize(args.db)}
+
+    return line_peer.serve(start, {"run": run})
 
 
 def ember_summary(path):

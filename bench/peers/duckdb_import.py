@@ -18,10 +18,11 @@ lists them so the caller can check they match. Integer sums are returned exactly
 from HUGEINT), sum(amount) as a float.
 """
 import argparse
-import json
 import os
 import sys
 import time
+
+import line_peer
 
 NARROW = "SELECT count(*), sum(amount), count(country) FROM t"
 FULL = ("SELECT count(*), sum(id), sum(\"user\"), sum(amount), count(country), "
@@ -35,60 +36,51 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     db = os.path.join(args.dir, "duckdb_import.duckdb")
-    try:
+    duckdb = None
+
+    def start():
+        nonlocal duckdb
         import duckdb
-        print(json.dumps({"ready": True, "peer": "duckdb", "version": duckdb.__version__,
-                          "threads": args.threads, "database": db}), flush=True)
-    except Exception as e:  # the caller reports it; never hang it
-        print(json.dumps({"error": repr(e)}), flush=True)
-        return 1
+        return {"peer": "duckdb", "version": duckdb.__version__, "threads": args.threads,
+                "database": db}
 
     def connect(read_only):
         con = duckdb.connect(db, read_only=read_only)
         con.execute(f"SET threads = {args.threads}")
         return con
 
-    for line in sys.stdin:
-        cmd = line.split()
-        if not cmd or cmd[0] == "quit":
-            break
-        try:
-            if cmd[0] == "import":
-                for path in (db, db + ".wal"):
-                    if os.path.exists(path):
-                        os.remove(path)
-                t0 = time.perf_counter()
-                con = connect(False)
-                con.execute("CREATE TABLE t AS SELECT * FROM read_csv(?, header = true)",
-                            [args.csv])
-                con.execute("CHECKPOINT")
-                seconds = time.perf_counter() - t0
-                rows = con.execute("SELECT count(*) FROM t").fetchone()[0]
-                types = {r[0]: r[1] for r in con.execute("DESCRIBE t").fetchall()}
-                con.close()
-                print(json.dumps({"seconds": seconds, "rows": rows, "types": types,
-                                  "file_bytes": os.path.getsize(db)}), flush=True)
-            elif cmd[0] in ("narrow", "full"):
-                t0 = time.perf_counter()
-                con = connect(True)
-                t1 = time.perf_counter()
-                row = con.execute(NARROW if cmd[0] == "narrow" else FULL).fetchone()
-                t2 = time.perf_counter()
-                con.close()
-                if cmd[0] == "narrow":
-                    result = {"rows": row[0], "sum_amount": row[1], "count_country": row[2]}
-                else:
-                    result = {"rows": row[0], "sum_id": int(row[1]), "sum_user": int(row[2]),
-                              "sum_amount": row[3], "count_country": row[4],
-                              "max_ts_ms": int(row[5]), "device_bytes": int(row[6])}
-                print(json.dumps({"seconds": t2 - t0, "query_seconds": t2 - t1,
-                                  "result": result}), flush=True)
-            else:
-                print(json.dumps({"error": f"unknown command {cmd[0]!r}"}), flush=True)
-        except Exception as e:
-            print(json.dumps({"error": repr(e)}), flush=True)
-    return 0
+    def load(_):
+        for path in (db, db + ".wal"):
+            if os.path.exists(path):
+                os.remove(path)
+        t0 = time.perf_counter()
+        con = connect(False)
+        con.execute("CREATE TABLE t AS SELECT * FROM read_csv(?, header = true)", [args.csv])
+        con.execute("CHECKPOINT")
+        seconds = time.perf_counter() - t0
+        rows = con.execute("SELECT count(*) FROM t").fetchone()[0]
+        types = {r[0]: r[1] for r in con.execute("DESCRIBE t").fetchall()}
+        con.close()
+        return {"seconds": seconds, "rows": rows, "types": types,
+                "file_bytes": os.path.getsize(db)}
 
+    def scan(narrow):
+        t0 = time.perf_counter()
+        con = connect(True)
+        t1 = time.perf_counter()
+        row = con.execute(NARROW if narrow else FULL).fetchone()
+        t2 = time.perf_counter()
+        con.close()
+        if narrow:
+            result = {"rows": row[0], "sum_amount": row[1], "count_country": row[2]}
+        else:
+            result = {"rows": row[0], "sum_id": int(row[1]), "sum_user": int(row[2]),
+                      "sum_amount": row[3], "count_country": row[4],
+                      "max_ts_ms": int(row[5]), "device_bytes": int(row[6])}
+        return {"seconds": t2 - t0, "query_seconds": t2 - t1, "result": result}
+
+    return line_peer.serve(start, {"import": load, "narrow": lambda _: scan(True),
+                                   "full": lambda _: scan(False)})
 
 if __name__ == "__main__":
     sys.exit(main())

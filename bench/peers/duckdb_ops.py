@@ -9,10 +9,11 @@ ember's int64 arithmetic.
 """
 import argparse
 import glob
-import json
 import os
 import sys
 import time
+
+import line_peer
 
 
 def wrap(v):
@@ -51,7 +52,9 @@ def main():
     ap.add_argument("--data", required=True)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    try:
+    state = {}
+
+    def start():
         import duckdb
         import numpy as np
         import pandas as pd
@@ -66,27 +69,20 @@ def main():
             con.register("df_in", df)
             con.execute(f"CREATE TABLE {name} AS SELECT * FROM df_in")
             con.unregister("df_in")
-        print(json.dumps({"ready": True, "peer": "duckdb", "version": duckdb.__version__,
-                          "threads": args.threads, "tables": sorted(tables)}), flush=True)
-    except Exception as e:  # the caller reports it; never hang it
-        print(json.dumps({"error": repr(e)}), flush=True)
-        return 1
-    for line in sys.stdin:
-        cmd = line.split()
-        if not cmd or cmd[0] == "quit":
-            break
-        name = cmd[1]
-        try:
-            t0 = time.perf_counter()
-            con.execute(QUERIES[name][0])
-            seconds = time.perf_counter() - t0
-            print(json.dumps({"name": name, "seconds": seconds, "checksum": checksum(con, name)}),
-                  flush=True)
-            con.execute("DROP TABLE IF EXISTS r")
-        except Exception as e:
-            print(json.dumps({"error": repr(e)}), flush=True)
-    return 0
+        state["con"] = con
+        return {"peer": "duckdb", "version": duckdb.__version__, "threads": args.threads,
+                "tables": sorted(tables)}
 
+    def run(argv):
+        con, name = state["con"], argv[0]
+        t0 = time.perf_counter()
+        con.execute(QUERIES[name][0])
+        seconds = time.perf_counter() - t0
+        answer = {"name": name, "seconds": seconds, "checksum": checksum(con, name)}
+        con.execute("DROP TABLE IF EXISTS r")
+        return answer
+
+    return line_peer.serve(start, {"run": run})
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,9 +14,10 @@ with one JSON line:
 One in-memory connection with SET threads = --threads for the whole run.
 """
 import argparse
-import json
 import sys
 import time
+
+import line_peer
 
 QUERY = """
 CREATE OR REPLACE TEMP TABLE counts AS
@@ -34,36 +35,26 @@ def main():
     ap.add_argument("--files", nargs="+", required=True)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    try:
+    state = {}
+
+    def start():
         import duckdb
-        con = duckdb.connect()
-        con.execute(f"SET threads = {args.threads}")
-        print(json.dumps({"ready": True, "peer": "duckdb", "version": duckdb.__version__,
-                          "threads": args.threads}), flush=True)
-    except Exception as e:  # the caller reports it; never hang it
-        print(json.dumps({"error": repr(e)}), flush=True)
-        return 1
+        state["con"] = duckdb.connect()
+        state["con"].execute(f"SET threads = {args.threads}")
+        return {"peer": "duckdb", "version": duckdb.__version__, "threads": args.threads}
 
-    for line in sys.stdin:
-        cmd = line.split()
-        if not cmd or cmd[0] == "quit":
-            break
-        try:
-            if cmd[0] == "run":
-                t0 = time.perf_counter()
-                con.execute(QUERY, [args.files])
-                seconds = time.perf_counter() - t0
-                distinct, total = con.execute("SELECT count(*), sum(count) FROM counts").fetchone()
-                top = con.execute(
-                    "SELECT word, count FROM counts ORDER BY count DESC, word LIMIT 20").fetchall()
-                print(json.dumps({"seconds": seconds, "distinct": distinct, "total": int(total),
-                                  "top": [[w, n] for w, n in top]}), flush=True)
-            else:
-                print(json.dumps({"error": f"unknown command {cmd[0]!r}"}), flush=True)
-        except Exception as e:
-            print(json.dumps({"error": repr(e)}), flush=True)
-    return 0
+    def run(_):
+        con = state["con"]
+        t0 = time.perf_counter()
+        con.execute(QUERY, [args.files])
+        seconds = time.perf_counter() - t0
+        distinct, total = con.execute("SELECT count(*), sum(count) FROM counts").fetchone()
+        top = con.execute(
+            "SELECT word, count FROM counts ORDER BY count DESC, word LIMIT 20").fetchall()
+        return {"seconds": seconds, "distinct": distinct, "total": int(total),
+                "top": [[w, n] for w, n in top]}
 
+    return line_peer.serve(start, {"run": run})
 
 if __name__ == "__main__":
     sys.exit(main())
