@@ -1,6 +1,7 @@
 #pragma once
 // Error-path assertions shared by the operator suites.
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -17,6 +18,22 @@ void expect_invalid_input(F&& f, const std::string& fragment) {
   } catch (const invalid_input& e) {
     EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
   }
+}
+
+/// Expects `f()` to throw ember::invalid_input whose message holds every fragment; returns the
+/// message (empty when nothing was thrown).
+template <class F>
+std::string expect_rejected(F&& f, const std::vector<std::string>& fragments) {
+  try {
+    f();
+    ADD_FAILURE() << "expected ember::invalid_input containing: " << fragments.front();
+  } catch (const invalid_input& e) {
+    std::string what = e.what();
+    for (const auto& fragment : fragments)
+      EXPECT_NE(what.find(fragment), std::string::npos) << what << "\n  missing: " << fragment;
+    return what;
+  }
+  return {};
 }
 
 }  // namespace ember::test

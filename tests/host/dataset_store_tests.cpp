@@ -132,21 +132,6 @@ std::set<std::string> clean_layout(const std::vector<std::uint64_t>& kept) {
   return out;
 }
 
-// Expects f() to throw ember::invalid_input whose message holds every fragment.
-template <class F>
-std::string expect_rejected(F&& f, const std::vector<std::string>& fragments) {
-  try {
-    f();
-    ADD_FAILURE() << "expected ember::invalid_input containing: " << fragments.front();
-  } catch (const invalid_input& e) {
-    std::string what = e.what();
-    for (const auto& f : fragments)
-      EXPECT_NE(what.find(f), std::string::npos) << "missing '" << f << "' in: " << what;
-    return what;
-  }
-  return {};
-}
-
 // The input partition files a writer process reads.
 std::vector<std::string> input_files(const temp_dir& dir, const std::string& prefix,
                                      const std::vector<table>& parts) {

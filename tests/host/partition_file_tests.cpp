@@ -52,21 +52,6 @@ partition_write_options options(compression_codec codec, size_type row_group_row
   return o;
 }
 
-// Expects f() to throw ember::invalid_input whose message holds every fragment.
-template <class F>
-std::string expect_rejected(F&& f, const std::vector<std::string>& fragments) {
-  try {
-    f();
-    ADD_FAILURE() << "expected ember::invalid_input containing: " << fragments.front();
-  } catch (const invalid_input& e) {
-    std::string what = e.what();
-    for (const auto& fragment : fragments)
-      EXPECT_NE(what.find(fragment), std::string::npos) << what << "\n  missing: " << fragment;
-    return what;
-  }
-  return {};
-}
-
 // A table of the named columns (make_table's pairs cannot come from a braced list: columns move).
 template <class... Cols>
 table table_of(const std::vector<std::string>& names, Cols&&... cols) {

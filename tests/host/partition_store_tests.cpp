@@ -170,21 +170,6 @@ void expect_consistent(const partition_store& store) {
   EXPECT_EQ(stats.disk.partition_bytes, per_tier[memory_tier::disk].second);
 }
 
-// Expects f() to throw ember::invalid_input whose message holds every fragment.
-template <class F>
-std::string expect_rejected(F&& f, const std::vector<std::string>& fragments) {
-  try {
-    f();
-    ADD_FAILURE() << "expected ember::invalid_input containing: " << fragments.front();
-  } catch (const invalid_input& e) {
-    std::string what = e.what();
-    for (const auto& fragment : fragments)
-      EXPECT_NE(what.find(fragment), std::string::npos) << what << "\n  missing: " << fragment;
-    return what;
-  }
-  return {};
-}
-
 // ---- put / acquire / erase -------------------------------------------------------------------
 
 TEST(partition_store, round_trip_every_type_in_device_tier) {
