@@ -1005,18 +1005,25 @@ struct worker_service::impl final : transport::node_handler {
     fail_task_inputs(t, error_kind::transport_error, why, std::move(lost));
   }
 
+  // Marks `t` failed and no longer gathering its inputs; false when it had failed already.
+  // Called with `mutex` held.
+  bool mark_failed(task_state& t) {
+    if (t.failed) return false;
+    t.failed = true;
+    if (t.gathering) {
+      t.gathering = false;
+      --waiting;
+    }
+    return true;
+  }
+
   void fail_task_inputs(const std::shared_ptr<task_state>& t, error_kind kind,
                         const std::string& why,
                         std::vector<std::pair<std::int32_t, std::int32_t>> lost_blocks) {
     std::vector<std::uint64_t> others;
     {
       std::lock_guard lock(mutex);
-      if (t->failed) return;
-      t->failed = true;
-      if (t->gathering) {
-        t->gathering = false;
-        --waiting;
-      }
+      if (!mark_failed(*t)) return;
       for (auto f = fetches.begin(); f != fetches.end();) {
         if (f->second.task != t) {
           ++f;
@@ -1098,12 +1105,7 @@ struct worker_service::impl final : transport::node_handler {
     }
     {
       std::lock_guard lock(mutex);
-      if (t->failed) return;
-      t->failed = true;
-      if (t->gathering) {
-        t->gathering = false;
-        --waiting;
-      }
+      if (!mark_failed(*t)) return;
     }
     send_failure(t->msg, problem.kind, problem.message, false);
   }
