@@ -569,16 +569,7 @@ struct scheduler_service::impl final : transport::node_handler {
                           " workers that died (last: worker " + std::to_string(dead) + ", " +
                           reason + ")");
         }
-        if (t.st == task_state::done) {
-          --st.done;
-          st.finished = false;
-          st.exchange = exchange_state::none;
-        }
-        t.st = task_state::pending;
-        t.worker = -1;
-        ++t.attempt;
-        ++job.retried;
-        st.pending.push_back(static_cast<int>(p));
+        run_again(job, st, static_cast<int>(p));
       }
     }
     for (bool changed = true; changed;) {
@@ -972,6 +963,22 @@ struct scheduler_service::impl final : transport::node_handler {
              std::to_string(worker_of.at(from)) + ": " + f.message);
   }
 
+  // Sends task `index` of stage `st` back to the queue, as a new attempt: it was running on a
+  // worker that died, or its output (once done) is gone.
+  void run_again(job_rec& job, stage_rec& st, int index) {
+    auto& t = st.tasks[static_cast<std::size_t>(index)];
+    if (t.st == task_state::done) {
+      --st.done;
+      st.finished = false;
+      st.exchange = exchange_state::none;
+    }
+    t.st = task_state::pending;
+    t.worker = -1;
+    ++t.attempt;
+    ++job.retried;
+    st.pending.push_back(index);
+  }
+
   // Blocks a worker lost (a damaged spill file): the map tasks that wrote them run again, so
   // their consumers can.
   void rerun_lost_blocks(job_rec& job, const task_failed_msg& f) {
@@ -983,14 +990,7 @@ struct scheduler_service::impl final : transport::node_handler {
       if (t.st != task_state::done) continue;
       logger().warn("scheduler: job {}: task {} of stage '{}' runs again: its output was lost ({})",
                     job.id, map, job.plan.stages[static_cast<std::size_t>(stage)].name, f.message);
-      --st.done;
-      st.finished = false;
-      st.exchange = exchange_state::none;
-      t.st = task_state::pending;
-      t.worker = -1;
-      ++t.attempt;
-      ++job.retried;
-      st.pending.push_back(map);
+      run_again(job, st, map);
       if (t.attempt >= options.max_attempts) {
         return fail(job, f.kind,
                     "the output of task " + std::to_string(map) + " of stage '" +
